@@ -1,0 +1,43 @@
+# DentiaPro entry points. Every target installs what it needs (uv, then the locked workspace).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(HOME)/.local/bin/uv
+endif
+export UV_LINK_MODE ?= copy
+PYTEST_WORKERS ?= 2
+TEST_PATHS := libs/common/tests services/auth/tests services/tenants/tests services/clinic/tests gateway/tests tests/e2e
+
+.PHONY: help install run test lint fmt migrate bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(UV):
+	python3 -m pip install --user --quiet uv
+
+install: $(UV) ## install uv and the locked workspace into .venv
+	@$(UV) sync --frozen --quiet
+
+run: install ## start the whole system on SQLite under ./var (Ctrl-C stops it)
+	@$(UV) run --frozen python scripts/run.py
+
+test: install ## run every test suite (SQLite, and PostgreSQL when reachable)
+	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) $(wildcard $(TEST_PATHS))
+
+lint: install ## ruff check, ruff format check, mypy
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy libs/common/common services/auth/auth services/tenants/tenants services/clinic/clinic gateway/edge
+
+fmt: install ## format and fix what ruff can
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
+
+migrate: install ## apply migrations to every service database (and every clinic tenant)
+	$(UV) run --frozen python scripts/migrate.py
+
+bench: install ## benchmark the whole system on PostgreSQL (see docs/performance.md)
+	$(UV) run --frozen python scripts/bench.py

@@ -1,0 +1,112 @@
+"""``create_app``: one call gives a service its errors, metrics, health, logging and lifespan."""
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from common.errors import install_error_handlers
+from common.health import HealthCheck, health_router
+from common.observability import ObservabilityMiddleware, configure_logging
+from common.settings import ServiceSettings
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+JSON_TYPES = (b"application/json", b"+json")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class RequestShapeMiddleware:
+    """Serves ``/x`` exactly like ``/x/`` (no redirect) and refuses non-JSON bodies with 415."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if not path.endswith("/"):
+                scope["path"] = path + "/"
+            if scope["method"] in BODY_METHODS and not self._json_or_empty(scope):
+                response = Response(
+                    content=b'{"detail":"Unsupported media type in request. Use application/json."}',
+                    status_code=415,
+                    media_type="application/json",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _json_or_empty(scope: Scope) -> bool:
+        content_type = b""
+        has_body = False
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.split(b";", 1)[0].strip().lower()
+            elif name == b"content-length":
+                has_body = value.strip() not in (b"0", b"")
+            elif name == b"transfer-encoding":
+                has_body = True
+        if not content_type:
+            return not has_body
+        return content_type == JSON_TYPES[0] or content_type.endswith(JSON_TYPES[1])
+
+
+def metrics_router() -> APIRouter:
+    router = APIRouter(tags=["metrics"])
+
+    @router.get("/metrics/", summary="Prometheus metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(
+    *,
+    service: str,
+    version: str,
+    settings: ServiceSettings,
+    routers: Sequence[APIRouter],
+    lifespan: Lifespan | None = None,
+    health_checks: Mapping[str, HealthCheck] | None = None,
+) -> FastAPI:
+    """A FastAPI app wired the way every DentiaPro service is.
+
+    ``lifespan`` creates the service's engines and clients on ``app.state`` and closes them;
+    ``health_checks`` are run by ``/health/`` concurrently, each within the settings' timeout.
+    """
+
+    @asynccontextmanager
+    async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(service, settings.log_level)
+        if lifespan is None:
+            yield
+            return
+        async with lifespan(app):
+            yield
+
+    app = FastAPI(
+        title=f"DentiaPro {service}",
+        version=version,
+        lifespan=app_lifespan,
+        redirect_slashes=False,
+        docs_url="/docs/",
+        redoc_url=None,
+        openapi_url="/openapi.json/",
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(
+        health_router(service, version, health_checks or {}, settings.health_timeout)
+    )
+    app.include_router(metrics_router())
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(RequestShapeMiddleware)
+    app.add_middleware(ObservabilityMiddleware)
+    return app

@@ -1,0 +1,100 @@
+"""Database engines and sessions for SQLite (the embedded default) and PostgreSQL.
+
+SQLite connections get WAL and ``foreign_keys=ON`` on every connect; PostgreSQL engines
+use psycopg2 with a bounded pool, pre-ping (a server restart costs one failed ping, not a
+500) and short connect/statement timeouts so a hung server turns into a quick 503.
+"""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from alembic import command
+from alembic.config import Config
+from fastapi import Depends, Request
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import QueuePool
+from sqlmodel import Session
+
+CONNECT_TIMEOUT_SECONDS = 3
+STATEMENT_TIMEOUT_MS = 30_000
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_db_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 10, application_name: str = "dentiapro"
+) -> Engine:
+    """An engine for ``url`` with the settings every service needs on its backend."""
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            poolclass=QueuePool,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "application_name": application_name,
+            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        },
+    )
+
+
+def ping(engine: Engine) -> float:
+    """Run ``SELECT 1``; return the time it took in milliseconds (raises when it fails)."""
+    started = time.perf_counter()
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return (time.perf_counter() - started) * 1000
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session on the service's engine (``app.state.engine``), closed after the request."""
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def alembic_config(script_location: Path, url: str) -> Config:
+    """An Alembic configuration built in code, so no service needs an ``alembic.ini``."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(script_location: Path, engine: Engine, revision: str = "head") -> None:
+    """Apply a service's migrations to ``engine``'s database (idempotent)."""
+    config = alembic_config(script_location, engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)

@@ -1,0 +1,52 @@
+"""``/health/`` (readiness) and ``/health/live`` (liveness), in the shape of DESIGN.md s.6."""
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+# A check receives the app and returns nothing when healthy; it raises when not.
+HealthCheck = Callable[[FastAPI], object]
+
+
+async def _run_check(app: FastAPI, check: HealthCheck, timeout: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        # Sync checks (a database ping) run in a thread so a hung server cannot block the loop.
+        await asyncio.wait_for(asyncio.to_thread(check, app), timeout)
+    except TimeoutError:
+        return {"status": "fail", "output": f"timed out after {timeout:g}s"}
+    except Exception as exc:
+        return {"status": "fail", "output": type(exc).__name__}
+    return {"status": "pass", "time_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def health_router(
+    service: str, version: str, checks: Mapping[str, HealthCheck], timeout: float
+) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health/", summary="Readiness: the service and its dependencies")
+    async def health(request: Request) -> JSONResponse:
+        names = list(checks)
+        results = await asyncio.gather(
+            *(_run_check(request.app, checks[name], timeout) for name in names)
+        )
+        report = dict(zip(names, results, strict=True))
+        healthy = all(result["status"] == "pass" for result in results)
+        body = {
+            "status": "pass" if healthy else "fail",
+            "service": service,
+            "version": version,
+            "checks": report,
+        }
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    @router.get("/health/live/", summary="Liveness: the process answers")
+    async def live() -> dict[str, str]:
+        return {"status": "pass", "service": service}
+
+    return router

@@ -1,0 +1,177 @@
+"""Per-request observability as one pure ASGI middleware: request id, metrics and a JSON log line.
+
+Metrics are labelled by route *template* (``/api/patients/{patient_id}/``), method and status
+code, never by raw path, tenant or user, so series stay bounded. Pure ASGI rather than
+``BaseHTTPMiddleware``: it keeps context variables intact and costs a few microseconds.
+"""
+
+import json
+import logging
+import sys
+import time
+import uuid
+import weakref
+from collections.abc import Iterable
+from contextvars import ContextVar
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+# Buckets resolve sub-millisecond to multi-second requests.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency by method and route template.",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_IN_FLIGHT = Gauge("http_requests_in_flight", "HTTP requests being served.")
+
+UNMATCHED_ROUTE = "<unmatched>"
+MAX_REQUEST_ID_LENGTH = 128
+
+
+class _PoolCollector(Collector):
+    """Connection-pool figures summed over every engine a service tracks."""
+
+    def __init__(self) -> None:
+        self.engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        size = GaugeMetricFamily("db_pool_size", "Connections the pools keep open.")
+        checked_out = GaugeMetricFamily("db_pool_checked_out", "Connections in use.")
+        overflow = GaugeMetricFamily("db_pool_overflow", "Connections beyond the pool size.")
+        totals = [0, 0, 0]
+        for engine in list(self.engines):
+            pool: Any = engine.pool
+            for index, name in enumerate(("size", "checkedout", "overflow")):
+                reading = getattr(pool, name, None)
+                if callable(reading):
+                    totals[index] += max(0, int(reading()))
+        size.add_metric([], totals[0])
+        checked_out.add_metric([], totals[1])
+        overflow.add_metric([], totals[2])
+        return [size, checked_out, overflow]
+
+
+_POOLS = _PoolCollector()
+REGISTRY.register(_POOLS)
+
+
+def track_engine(engine: Engine) -> None:
+    """Report ``engine``'s pool in ``/metrics/``."""
+    _POOLS.engines.add(engine)
+
+
+def valid_request_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_REQUEST_ID_LENGTH and all(33 <= ord(c) <= 126 for c in value)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; request fields come from ``extra``."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
+        }
+        for key in ("method", "route", "status", "duration_ms", "tenant", "user_id"):
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, separators=(",", ":"))
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Client libraries log full URLs (queries may hold a patient's name): keep them quiet.
+    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+access_log = logging.getLogger("dentiapro.access")
+
+
+class ObservabilityMiddleware:
+    """Keeps or creates ``X-Request-ID``, counts and times the request, logs one line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+                break
+        if not valid_request_id(request_id):
+            request_id = uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        encoded_id = request_id.encode("latin-1")
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                headers.append((b"x-request-id", encoded_id))
+                message["headers"] = headers
+            await send(message)
+
+        HTTP_IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            HTTP_IN_FLIGHT.dec()
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_LATENCY.labels(method, route).observe(elapsed)
+            principal = state.get("principal")
+            access_log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "tenant": getattr(principal, "tenant", None),
+                    "user_id": getattr(principal, "user_id", None),
+                },
+            )
+            request_id_var.reset(token)

@@ -1,0 +1,40 @@
+"""Base settings shared by every service, read from the environment when an app is built."""
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def env(*names: str) -> AliasChoices:
+    """Accept a field by its environment name(s) or by its Python name (handy in tests)."""
+    return AliasChoices(*names)
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service understands; each service subclasses it with its own."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_by_name=True, frozen=True)
+
+    data_dir: Path = Field(Path("./var"), validation_alias=env("DENTIAPRO_DATA_DIR", "data_dir"))
+    auth_url: str = Field("http://127.0.0.1:8001", validation_alias=env("AUTH_URL", "auth_url"))
+    tenants_url: str = Field(
+        "http://127.0.0.1:8003", validation_alias=env("TENANTS_URL", "tenants_url")
+    )
+    default_tenant: str = Field(
+        "public", validation_alias=env("DENTIAPRO_DEFAULT_TENANT", "default_tenant")
+    )
+    jwt_issuer: str = Field("dentiapro-auth", validation_alias=env("JWT_ISSUER", "jwt_issuer"))
+    log_level: str = Field("INFO", validation_alias=env("LOG_LEVEL", "log_level"))
+    # Requests without a database answer within this many seconds at /health/.
+    health_timeout: float = Field(1.5, validation_alias=env("HEALTH_TIMEOUT", "health_timeout"))
+    db_pool_size: int = Field(10, validation_alias=env("DB_POOL_SIZE", "db_pool_size"))
+    db_max_overflow: int = Field(10, validation_alias=env("DB_MAX_OVERFLOW", "db_max_overflow"))
+
+    def sqlite_url(self, name: str) -> str:
+        """Default SQLite URL of a service database under the data dir."""
+        return f"sqlite:///{(self.data_dir / f'{name}.sqlite3').resolve()}"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.auth_url.rstrip('/')}/api/auth/jwks/"

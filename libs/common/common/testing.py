@@ -1,0 +1,116 @@
+"""Test helpers: a signing key that mints tokens the way the auth service does (tests only)."""
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import jwt
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from common.tokens import TokenVerifier
+
+TEST_ISSUER = "dentiapro-auth"
+
+
+class TestSigner:
+    """An Ed25519 key with a JWKS and a ``mint`` that makes (possibly hostile) tokens."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, kid: str | None = None, issuer: str = TEST_ISSUER) -> None:
+        self.kid = kid or uuid.uuid4().hex[:16]
+        self.issuer = issuer
+        self.private_key = Ed25519PrivateKey.generate()
+
+    @property
+    def private_pem(self) -> bytes:
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        jwk = jwt.algorithms.OKPAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
+        return {"keys": [{**jwk, "kid": self.kid, "alg": "EdDSA", "use": "sig"}]}
+
+    def verifier(self) -> TokenVerifier:
+        return TokenVerifier.from_jwks(self.jwks, issuer=self.issuer)
+
+    def claims(
+        self,
+        *,
+        user_id: int = 1,
+        username: str = "tester",
+        tenant: str = "public",
+        is_superuser: bool = False,
+        role: str = "admin",
+        token_type: str = "access",
+        lifetime: int = 300,
+    ) -> dict[str, Any]:
+        now = int(time.time())
+        return {
+            "sub": str(user_id),
+            "user_id": user_id,
+            "username": username,
+            "tenant": tenant,
+            "is_superuser": is_superuser,
+            "role": role,
+            "token_type": token_type,
+            "jti": uuid.uuid4().hex,
+            "iat": now,
+            "exp": now + lifetime,
+            "iss": self.issuer,
+        }
+
+    def mint(self, **kwargs: Any) -> str:
+        """A signed token; keyword arguments as in ``claims``."""
+        return self.sign(self.claims(**kwargs))
+
+    def sign(self, claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
+        return jwt.encode(
+            claims,
+            self.private_key,
+            algorithm="EdDSA",
+            headers={"kid": self.kid, **(headers or {})},
+        )
+
+    def auth_header(self, **kwargs: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.mint(**kwargs)}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(app: Any, port: int | None = None) -> Iterator[str]:
+    """Run ``app`` on uvicorn in a background thread; yield its base URL (real HTTP in tests).
+
+    The app's lifespan runs, exactly as in production; the server stops when the block ends.
+    """
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

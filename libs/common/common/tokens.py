@@ -1,0 +1,185 @@
+"""JWT verification against the auth service's public keys (JWKS).
+
+Only auth holds a private key; every other process verifies with the JWKS, cached and
+refetched when a token names an unknown ``kid`` (at most once per ``refetch_interval``, so a
+flood of forged kids cannot hammer auth). Algorithms come from the key, never from the token
+header: ``alg: none``, HS256-with-the-public-key and other confusion are rejected.
+Verified tokens are cached until their ``exp``.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+import jwt
+from fastapi import Depends, Request
+
+from common.errors import NotAuthenticated, PermissionDenied, TokenInvalid
+
+log = logging.getLogger("dentiapro.tokens")
+
+ALLOWED_ALGORITHMS = frozenset({"EdDSA", "RS256"})
+REQUIRED_CLAIMS = ["exp", "iat", "jti", "sub", "tenant", "token_type", "iss"]
+MAX_CACHED_TOKENS = 50_000
+
+JwksSource = Callable[[], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified access token speaks for."""
+
+    user_id: int
+    username: str
+    tenant: str
+    is_superuser: bool
+    role: str
+    jti: str
+    expires_at: int
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> "Principal":
+        return cls(
+            user_id=int(claims["sub"]),
+            username=str(claims.get("username", "")),
+            tenant=str(claims["tenant"]),
+            is_superuser=bool(claims.get("is_superuser", False)),
+            role=str(claims.get("role", "staff")),
+            jti=str(claims["jti"]),
+            expires_at=int(claims["exp"]),
+        )
+
+
+def http_jwks_source(url: str, timeout: float = 3.0) -> JwksSource:
+    """Fetch the JWKS from the auth service over HTTP."""
+    client = httpx.Client(timeout=timeout)
+
+    def fetch() -> dict[str, Any]:
+        response = client.get(url)
+        response.raise_for_status()
+        document: dict[str, Any] = response.json()
+        return document
+
+    return fetch
+
+
+class TokenVerifier:
+    def __init__(
+        self, jwks_source: JwksSource, *, issuer: str, refetch_interval: float = 10.0
+    ) -> None:
+        self._jwks_source = jwks_source
+        self._issuer = issuer
+        self._refetch_interval = refetch_interval
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._last_fetch = float("-inf")
+        self._lock = threading.Lock()
+        self._verified: dict[str, tuple[dict[str, Any], int]] = {}
+
+    @classmethod
+    def from_jwks(cls, jwks: dict[str, Any], *, issuer: str) -> "TokenVerifier":
+        """A verifier with fixed keys (tests, or a JWKS file)."""
+        return cls(lambda: jwks, issuer=issuer)
+
+    def _refresh_keys(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._last_fetch < self._refetch_interval:
+                return
+            self._last_fetch = time.monotonic()
+            try:
+                document = self._jwks_source()
+            except Exception as exc:  # auth down: keep the keys we have
+                log.warning("could not fetch JWKS: %s", type(exc).__name__)
+                return
+            keys: dict[str, jwt.PyJWK] = {}
+            for entry in document.get("keys", []):
+                try:
+                    key = jwt.PyJWK(entry)
+                except jwt.PyJWTError:
+                    continue
+                if entry.get("kid") and key.algorithm_name in ALLOWED_ALGORITHMS:
+                    keys[entry["kid"]] = key
+            if keys:
+                self._keys = keys
+
+    def _key_for(self, kid: str) -> jwt.PyJWK | None:
+        key = self._keys.get(kid)
+        if key is None:
+            self._refresh_keys()
+            key = self._keys.get(kid)
+        return key
+
+    def verify(self, token: str, token_type: str = "access") -> dict[str, Any]:
+        """Claims of a valid token of ``token_type``; raises ``TokenInvalid`` otherwise."""
+        now = int(time.time())
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > now and cached[0]["token_type"] == token_type:
+            return cached[0]
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid() from exc
+        kid = header.get("kid")
+        if not isinstance(kid, str) or header.get("alg") not in ALLOWED_ALGORITHMS:
+            raise TokenInvalid()
+        key = self._key_for(kid)
+        if key is None or key.algorithm_name != header["alg"]:
+            raise TokenInvalid()
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm_name],
+                issuer=self._issuer,
+                options={"require": REQUIRED_CLAIMS, "verify_aud": False},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenInvalid("Token is expired") from exc
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid() from exc
+        if claims.get("token_type") != token_type:
+            raise TokenInvalid("Token has wrong type")
+        try:
+            int(claims["sub"])
+        except (TypeError, ValueError) as exc:
+            raise TokenInvalid() from exc
+        if len(self._verified) >= MAX_CACHED_TOKENS:
+            self._verified = {t: v for t, v in self._verified.items() if v[1] > now}
+            if len(self._verified) >= MAX_CACHED_TOKENS:
+                self._verified.clear()
+        self._verified[token] = (claims, int(claims["exp"]))
+        return claims
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def get_principal(request: Request) -> Principal:
+    """The verified caller; 401 without a valid access token. Dependency for protected routes."""
+    token = bearer_token(request)
+    if token is None:
+        raise NotAuthenticated()
+    verifier: TokenVerifier = request.app.state.token_verifier
+    principal = Principal.from_claims(verifier.verify(token))
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_superuser(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_superuser:
+        raise PermissionDenied()
+    return principal
+
+
+Superuser = Annotated[Principal, Depends(require_superuser)]
