@@ -74,11 +74,14 @@ def create_app(
     routers: Sequence[APIRouter],
     lifespan: Lifespan | None = None,
     health_checks: Mapping[str, HealthCheck] | None = None,
+    health: APIRouter | None = None,
 ) -> FastAPI:
     """A FastAPI app wired the way every DentiaPro service is.
 
     ``lifespan`` creates the service's engines and clients on ``app.state`` and closes them;
-    ``health_checks`` are run by ``/health/`` concurrently, each within the settings' timeout.
+    ``health_checks`` are run by ``/health/`` concurrently, each within the settings' timeout;
+    ``health`` replaces the standard ``/health/`` routes altogether (a process whose readiness
+    is not its own, like the edge that aggregates the services behind the gateway).
     """
 
     @asynccontextmanager
@@ -102,7 +105,7 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(
-        health_router(service, version, health_checks or {}, settings.health_timeout)
+        health or health_router(service, version, health_checks or {}, settings.health_timeout)
     )
     app.include_router(metrics_router())
     for router in routers:

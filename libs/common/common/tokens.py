@@ -84,16 +84,20 @@ class TokenVerifier:
         """A verifier with fixed keys (tests, or a JWKS file)."""
         return cls(lambda: jwks, issuer=issuer)
 
-    def _refresh_keys(self) -> None:
+    def refresh_keys(self) -> bool:
+        """Fetch the JWKS (at most once per ``refetch_interval``); on failure keep the old keys.
+
+        Returns whether any key is held afterwards.
+        """
         with self._lock:
             if time.monotonic() - self._last_fetch < self._refetch_interval:
-                return
+                return bool(self._keys)
             self._last_fetch = time.monotonic()
             try:
                 document = self._jwks_source()
             except Exception as exc:  # auth down: keep the keys we have
                 log.warning("could not fetch JWKS: %s", type(exc).__name__)
-                return
+                return bool(self._keys)
             keys: dict[str, jwt.PyJWK] = {}
             for entry in document.get("keys", []):
                 try:
@@ -104,13 +108,29 @@ class TokenVerifier:
                     keys[entry["kid"]] = key
             if keys:
                 self._keys = keys
+            return bool(self._keys)
 
     def _key_for(self, kid: str) -> jwt.PyJWK | None:
         key = self._keys.get(kid)
         if key is None:
-            self._refresh_keys()
+            self.refresh_keys()
             key = self._keys.get(kid)
         return key
+
+    def verifies_offline(self, token: str) -> bool:
+        """Whether ``verify(token)`` can answer without fetching the JWKS.
+
+        True for a cached token, a token naming a known ``kid``, or one that is rejected before
+        any key is needed. Async callers verify those inline and hand the rest to a thread, so a
+        slow auth service never blocks their event loop.
+        """
+        if token in self._verified:
+            return True
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            return True
+        return not isinstance(kid, str) or kid in self._keys
 
     def verify(self, token: str, token_type: str = "access") -> dict[str, Any]:
         """Claims of a valid token of ``token_type``; raises ``TokenInvalid`` otherwise."""
