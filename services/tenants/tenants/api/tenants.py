@@ -1,0 +1,75 @@
+"""``/api/tenants/``: the tenant registry, for platform superusers only."""
+
+from datetime import datetime
+
+from common.db import SessionDep
+from common.tokens import require_superuser
+from fastapi import APIRouter, Depends, Response
+
+from tenants import crud
+from tenants.api.deps import PagingDep, SettingsDep, TenantDep
+from tenants.models import TenantCreate, TenantPage, TenantPublic, TenantReplace, TenantUpdate
+
+# Router-level: every route here, present and future, needs a superuser token.
+router = APIRouter(
+    prefix="/api/tenants", tags=["tenants"], dependencies=[Depends(require_superuser)]
+)
+
+
+@router.get("/")
+def list_tenants(
+    session: SessionDep,
+    paging: PagingDep,
+    search: str | None = None,
+    ordering: str | None = None,
+    updated_after: datetime | None = None,
+) -> TenantPage:
+    """List live tenants (search on name, schema_name, domain_url)."""
+    query = crud.TenantQuery(search=search, ordering=ordering, updated_after=updated_after)
+    count = crud.count_tenants(session=session, query=query)
+    next_url, previous_url = paging.links(count)
+    tenants = crud.list_tenants(
+        session=session, query=query, offset=paging.offset, limit=paging.page_size
+    )
+    return TenantPage(
+        count=count,
+        next=next_url,
+        previous=previous_url,
+        results=[TenantPublic.model_validate(tenant) for tenant in tenants],
+    )
+
+
+@router.post("/", status_code=201)
+def create_tenant(data: TenantCreate, session: SessionDep, settings: SettingsDep) -> TenantPublic:
+    """Register a tenant; its schema_name is fixed for ever."""
+    tenant = crud.create_tenant(session=session, data=data, default_schema=settings.default_tenant)
+    return TenantPublic.model_validate(tenant)
+
+
+@router.get("/{tenant_id}/")
+def get_tenant(tenant: TenantDep) -> TenantPublic:
+    """One tenant."""
+    return TenantPublic.model_validate(tenant)
+
+
+@router.put("/{tenant_id}/")
+def update_tenant(tenant: TenantDep, data: TenantReplace, session: SessionDep) -> TenantPublic:
+    """Replace a tenant's writable fields (schema_name must stay the same)."""
+    tenant = crud.update_tenant(session=session, tenant=tenant, data=data)
+    return TenantPublic.model_validate(tenant)
+
+
+@router.patch("/{tenant_id}/")
+def partial_update_tenant(
+    tenant: TenantDep, data: TenantUpdate, session: SessionDep
+) -> TenantPublic:
+    """Change some of a tenant's fields (schema_name must stay the same)."""
+    tenant = crud.update_tenant(session=session, tenant=tenant, data=data)
+    return TenantPublic.model_validate(tenant)
+
+
+@router.delete("/{tenant_id}/", status_code=204)
+def delete_tenant(tenant: TenantDep, session: SessionDep, settings: SettingsDep) -> Response:
+    """Hide a tenant; its data and its schema_name stay (the default tenant cannot go)."""
+    crud.delete_tenant(session=session, tenant=tenant, default_schema=settings.default_tenant)
+    return Response(status_code=204)

@@ -1,0 +1,262 @@
+"""Tenant registry operations: route → these functions → SQLModel. Raise domain errors only."""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from common.errors import Conflict, ValidationFailed
+from prometheus_client import Counter
+from sqlalchemy import ColumnElement, func, or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from tenants.models import (
+    Tenant,
+    TenantCreate,
+    TenantReplace,
+    TenantUpdate,
+    normalize_hostname,
+    utcnow,
+)
+
+log = logging.getLogger("dentiapro.tenants")
+
+TENANT_CHANGES = Counter("tenants_changes_total", "Tenant registry changes by action.", ["action"])
+
+# Names PostgreSQL or the platform already uses; a tenant schema must never collide with them.
+RESERVED_SCHEMA_NAMES = frozenset(
+    {
+        "public",
+        "information_schema",
+        "default",
+        "template0",
+        "template1",
+        "postgres",
+        "pg_catalog",
+        "pg_toast",
+        "admin",
+        "api",
+        "auth",
+        "clinic",
+        "tenants",
+        "shared",
+        "system",
+        "root",
+        "alembic",
+        "citus",
+        "columnar",
+    }
+)
+
+SCHEMA_NAME_TAKEN = "tenant with this schema name already exists."
+SCHEMA_NAME_RESERVED = "This schema name is reserved."
+SCHEMA_NAME_PG = "Schema names starting with pg_ are reserved."
+SCHEMA_NAME_IMMUTABLE = "schema_name cannot be changed after creation."
+DOMAIN_TAKEN = "tenant with this domain url already exists."
+DEFAULT_TENANT_UNDELETABLE = "The default tenant cannot be deleted."
+
+SORTABLE = {
+    "id": Tenant.id,
+    "name": Tenant.name,
+    "schema_name": Tenant.schema_name,
+    "created_at": Tenant.created_at,
+}
+SEARCHABLE = (Tenant.name, Tenant.schema_name, Tenant.domain_url)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantQuery:
+    search: str | None = None
+    ordering: str | None = None
+    updated_after: datetime | None = None
+
+
+def _live() -> ColumnElement[bool]:
+    return col(Tenant.deleted_at).is_(None)
+
+
+def _filters(query: TenantQuery) -> list[ColumnElement[bool]]:
+    filters = [_live()]
+    if query.search and query.search.strip():
+        term = query.search.strip().lower()
+        filters.append(
+            or_(*(func.lower(column).contains(term, autoescape=True) for column in SEARCHABLE))
+        )
+    if query.updated_after is not None:
+        filters.append(col(Tenant.updated_at) >= query.updated_after)
+    return filters
+
+
+def _order_by(ordering: str | None) -> list[ColumnElement[Any]]:
+    """DRF-style ``?ordering=name,-created_at``; unknown fields are ignored, id breaks ties."""
+    clauses: list[ColumnElement[Any]] = []
+    for part in (ordering or "").split(","):
+        field = part.strip()
+        descending = field.startswith("-")
+        column = SORTABLE.get(field.removeprefix("-"))
+        if column is not None:
+            clauses.append(col(column).desc() if descending else col(column).asc())
+    clauses.append(col(Tenant.id).asc())
+    return clauses
+
+
+def count_tenants(*, session: Session, query: TenantQuery) -> int:
+    statement = select(func.count()).select_from(Tenant).where(*_filters(query))
+    return session.exec(statement).one()
+
+
+def list_tenants(
+    *, session: Session, query: TenantQuery, offset: int, limit: int
+) -> Sequence[Tenant]:
+    statement = (
+        select(Tenant)
+        .where(*_filters(query))
+        .order_by(*_order_by(query.ordering))
+        .offset(offset)
+        .limit(limit)
+    )
+    return session.exec(statement).all()
+
+
+def get_tenant(*, session: Session, tenant_id: int) -> Tenant | None:
+    """A live tenant by id (deleted ones are gone from the API)."""
+    statement = select(Tenant).where(Tenant.id == tenant_id, _live())
+    return session.exec(statement).first()
+
+
+def get_tenant_by_schema_name(*, session: Session, schema_name: str) -> Tenant | None:
+    """Live or deleted: callers need to know that a deleted tenant is inactive."""
+    return session.exec(select(Tenant).where(Tenant.schema_name == schema_name)).first()
+
+
+def get_tenant_by_domain(*, session: Session, domain: str) -> Tenant | None:
+    """The live tenant serving ``domain`` (a Host header value: any ``:port`` is ignored)."""
+    host = normalize_hostname(domain).rstrip(".")
+    name, _, port = host.rpartition(":")
+    if name and port.isdigit() and ":" not in name:
+        host = name
+    statement = select(Tenant).where(Tenant.domain_url == host, _live())
+    return session.exec(statement).first()
+
+
+def _schema_name_errors(schema_name: str, default_schema: str) -> list[str]:
+    if schema_name.startswith("pg_"):
+        return [SCHEMA_NAME_PG]
+    if schema_name in RESERVED_SCHEMA_NAMES or schema_name == default_schema:
+        return [SCHEMA_NAME_RESERVED]
+    return []
+
+
+def _conflicts(
+    session: Session, *, schema_name: str | None, domain_url: str | None, exclude_id: int | None
+) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if schema_name is not None:
+        statement = select(Tenant.id).where(Tenant.schema_name == schema_name)
+        if exclude_id is not None:
+            statement = statement.where(Tenant.id != exclude_id)
+        if session.exec(statement).first() is not None:
+            errors["schema_name"] = [SCHEMA_NAME_TAKEN]
+    if domain_url is not None:
+        statement = select(Tenant.id).where(Tenant.domain_url == domain_url, _live())
+        if exclude_id is not None:
+            statement = statement.where(Tenant.id != exclude_id)
+        if session.exec(statement).first() is not None:
+            errors["domain_url"] = [DOMAIN_TAKEN]
+    return errors
+
+
+def _save(session: Session, tenant: Tenant, *, check_schema: bool) -> Tenant:
+    """Commit ``tenant``; a unique index that a concurrent writer won is a 400, not a 500."""
+    # Read before commit: a rollback expires the object and reloads the stored values.
+    schema_name, domain_url, tenant_id = tenant.schema_name, tenant.domain_url, tenant.id
+    session.add(tenant)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        errors = _conflicts(
+            session,
+            schema_name=schema_name if check_schema else None,
+            domain_url=domain_url,
+            exclude_id=tenant_id,
+        )
+        raise ValidationFailed(
+            errors or {"non_field_errors": ["A concurrent change conflicted; try again."]}
+        ) from None
+    session.refresh(tenant)
+    return tenant
+
+
+def create_tenant(*, session: Session, data: TenantCreate, default_schema: str) -> Tenant:
+    errors = _conflicts(
+        session, schema_name=data.schema_name, domain_url=data.domain_url, exclude_id=None
+    )
+    reserved = _schema_name_errors(data.schema_name, default_schema)
+    if reserved:
+        errors["schema_name"] = reserved
+    if errors:
+        raise ValidationFailed(errors)
+    tenant = _save(session, Tenant.model_validate(data), check_schema=True)
+    TENANT_CHANGES.labels("created").inc()
+    log.info("tenant %s created", tenant.schema_name)
+    return tenant
+
+
+def update_tenant(
+    *, session: Session, tenant: Tenant, data: TenantReplace | TenantUpdate
+) -> Tenant:
+    """Apply a PUT (every field) or PATCH (the fields sent); schema_name never changes."""
+    changes = data.model_dump(exclude_unset=True)
+    if "schema_name" in changes and changes.pop("schema_name") != tenant.schema_name:
+        raise ValidationFailed({"schema_name": [SCHEMA_NAME_IMMUTABLE]})
+    errors = _conflicts(
+        session, schema_name=None, domain_url=changes.get("domain_url"), exclude_id=tenant.id
+    )
+    if errors:
+        raise ValidationFailed(errors)
+    tenant.sqlmodel_update(changes)
+    tenant.updated_at = utcnow()
+    tenant = _save(session, tenant, check_schema=False)
+    TENANT_CHANGES.labels("updated").inc()
+    return tenant
+
+
+def delete_tenant(*, session: Session, tenant: Tenant, default_schema: str) -> None:
+    """Hide the tenant; its row (and its schema_name) and its clinical data stay."""
+    if tenant.schema_name == default_schema:
+        raise Conflict(DEFAULT_TENANT_UNDELETABLE)
+    now = utcnow()
+    tenant.deleted_at = now
+    tenant.updated_at = now
+    session.add(tenant)
+    session.commit()
+    TENANT_CHANGES.labels("deleted").inc()
+    log.info("tenant %s deleted", tenant.schema_name)
+
+
+def ensure_default_tenant(*, session: Session, schema_name: str, name: str, domain: str) -> Tenant:
+    """Create the default tenant when missing; replicas racing at start-up all end up with one."""
+    existing = get_tenant_by_schema_name(session=session, schema_name=schema_name)
+    if existing is not None:
+        return existing
+    tenant = Tenant(name=name, schema_name=schema_name, domain_url=domain)
+    session.add(tenant)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # another replica created it first
+    else:
+        TENANT_CHANGES.labels("created").inc()
+        log.info("default tenant %s created", schema_name)
+        session.refresh(tenant)
+        return tenant
+    existing = get_tenant_by_schema_name(session=session, schema_name=schema_name)
+    if existing is None:
+        raise RuntimeError(
+            f"cannot create the default tenant {schema_name!r}: another live tenant "
+            f"already uses the domain {domain!r}"
+        )
+    return existing

@@ -1,0 +1,47 @@
+"""The tenants database: engine and Alembic migrations (``make migrate`` and start-up)."""
+
+from pathlib import Path
+
+from alembic import command
+from common.db import alembic_config, create_db_engine
+from sqlalchemy import Engine, text
+
+from tenants.settings import TenantsSettings
+
+# In a checkout the tree sits beside the package; a built wheel carries it inside the package.
+_PACKAGE_DIR = Path(__file__).resolve().parent
+MIGRATIONS = next(
+    (
+        path
+        for path in (_PACKAGE_DIR / "migrations", _PACKAGE_DIR.parent / "migrations")
+        if (path / "env.py").is_file()
+    ),
+    _PACKAGE_DIR.parent / "migrations",
+)
+# Arbitrary constant: replicas starting together take turns at migrating (PostgreSQL).
+MIGRATION_LOCK_KEY = 0x7E_4A_47_5F
+
+
+def create_engine(settings: TenantsSettings) -> Engine:
+    return create_db_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        application_name="dentiapro-tenants",
+    )
+
+
+def migrate(settings: TenantsSettings) -> None:
+    """Bring the tenants database to the latest revision (idempotent, safe across replicas)."""
+    engine = create_db_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        config = alembic_config(MIGRATIONS, settings.database_url)
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()

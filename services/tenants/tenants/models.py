@@ -1,0 +1,184 @@
+"""The tenant registry's SQLModel family: Tenant (table), TenantCreate/Replace/Update, TenantPublic.
+
+Input models check the shape of each field (DRF messages); rules that need the database or
+the settings (uniqueness, reserved names, immutability) live in ``crud``.
+"""
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import field_validator
+from sqlalchemy import DateTime, Dialect, Index, text
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+NAME_MAX_LENGTH = 255
+SCHEMA_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+HOSTNAME_MAX_LENGTH = 253
+HOSTNAME_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+BLANK = "This field may not be blank."
+NULL = "This field may not be null."
+NAME_TOO_LONG = f"Ensure this field has no more than {NAME_MAX_LENGTH} characters."
+INVALID_SCHEMA_NAME = (
+    "Enter a valid schema name: a lower-case letter followed by up to 62 lower-case letters, "
+    "digits or underscores."
+)
+INVALID_HOSTNAME = (
+    "Enter a valid hostname (such as clinic.example.com): no scheme, port, path or spaces."
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on both backends (SQLite stores naive values; we store them as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def clean_name(value: Any) -> Any:
+    if value is None:
+        raise ValueError(NULL)
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            raise ValueError(BLANK)
+        if len(value) > NAME_MAX_LENGTH:
+            raise ValueError(NAME_TOO_LONG)
+    return value
+
+
+def clean_schema_name(value: Any) -> Any:
+    if value is None:
+        raise ValueError(NULL)
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            raise ValueError(BLANK)
+        if not SCHEMA_NAME_RE.fullmatch(value):
+            raise ValueError(INVALID_SCHEMA_NAME)
+    return value
+
+
+def normalize_hostname(value: str) -> str:
+    return value.strip().lower()
+
+
+def is_hostname(value: str) -> bool:
+    return 0 < len(value) <= HOSTNAME_MAX_LENGTH and all(
+        HOSTNAME_LABEL_RE.fullmatch(label) for label in value.split(".")
+    )
+
+
+def clean_domain_url(value: Any) -> Any:
+    if value is None:
+        raise ValueError(NULL)
+    if isinstance(value, str):
+        value = normalize_hostname(value)
+        if not value:
+            raise ValueError(BLANK)
+        if not is_hostname(value):
+            raise ValueError(INVALID_HOSTNAME)
+    return value
+
+
+class TenantBase(SQLModel):
+    name: str = Field(max_length=NAME_MAX_LENGTH)
+    schema_name: str = Field(max_length=63)
+    domain_url: str = Field(max_length=HOSTNAME_MAX_LENGTH)
+
+
+class Tenant(TenantBase, table=True):
+    """A practice. Deleting one sets ``deleted_at``: the row stays so its schema_name is never reused."""
+
+    __tablename__ = "tenant"
+    __table_args__ = (
+        # schema_name is unique across live and deleted tenants; domain_url among live ones only.
+        Index("ix_tenant_schema_name", "schema_name", unique=True),
+        Index(
+            "ix_tenant_domain_url_live",
+            "domain_url",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    deleted_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+
+    @property
+    def is_active(self) -> bool:
+        return self.deleted_at is None
+
+
+class TenantCreate(TenantBase):
+    _name = field_validator("name", mode="before")(clean_name)
+    _schema_name = field_validator("schema_name", mode="before")(clean_schema_name)
+    _domain_url = field_validator("domain_url", mode="before")(clean_domain_url)
+
+
+class TenantReplace(TenantBase):
+    """PUT: every writable field. schema_name only has to equal the stored one (crud checks)."""
+
+    _name = field_validator("name", mode="before")(clean_name)
+    _domain_url = field_validator("domain_url", mode="before")(clean_domain_url)
+
+
+class TenantUpdate(SQLModel):
+    """PATCH: any subset; an explicit null is refused like a bad value."""
+
+    name: str | None = None
+    schema_name: str | None = None
+    domain_url: str | None = None
+
+    _name = field_validator("name", mode="before")(clean_name)
+    _domain_url = field_validator("domain_url", mode="before")(clean_domain_url)
+
+    @field_validator("schema_name", mode="before")
+    @classmethod
+    def _schema_name_not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError(NULL)
+        return value
+
+
+class TenantPublic(TenantBase):
+    id: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class TenantPage(SQLModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[TenantPublic]
+
+
+class TenantResolution(SQLModel):
+    """What the internal resolve endpoint tells auth and the edge about a tenant."""
+
+    id: int
+    name: str
+    schema_name: str
+    domain_url: str
+    is_active: bool
