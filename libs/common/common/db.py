@@ -1,8 +1,9 @@
 """Database engines and sessions for SQLite (the embedded default) and PostgreSQL.
 
-SQLite connections get WAL and ``foreign_keys=ON`` on every connect; PostgreSQL engines
-use psycopg2 with a bounded pool, pre-ping (a server restart costs one failed ping, not a
-500) and short connect/statement timeouts so a hung server turns into a quick 503.
+SQLite connections get WAL, ``foreign_keys=ON`` and a Unicode-aware ``lower()`` on every
+connect; PostgreSQL engines use psycopg2 with a bounded pool, pre-ping (a server restart
+costs one failed ping, not a 500) and short connect/statement timeouts so a hung server
+turns into a quick 503.
 """
 
 import time
@@ -26,7 +27,13 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    # SQLite's built-in lower() folds ASCII only; searches must be case-insensitive for "É" too.
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
