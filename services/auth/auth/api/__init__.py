@@ -1,0 +1,7 @@
+"""HTTP routes of the auth service."""
+
+from fastapi import APIRouter
+
+from auth.api.routes import tokens, users
+
+routers: list[APIRouter] = [tokens.router, users.router]

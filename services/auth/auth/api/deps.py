@@ -1,0 +1,123 @@
+"""Dependencies that carry the request's context into the routes."""
+
+import ipaddress
+import re
+from typing import Annotated
+
+from common.db import SessionDep
+from common.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
+from common.tokens import CurrentPrincipal, TokenVerifier
+from fastapi import Depends, Header, Request
+
+from auth import crud
+from auth.models import Role, User
+from auth.settings import AuthSettings
+from auth.tenants_client import TenantsClient
+from auth.tokens import Signer
+
+SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def get_settings(request: Request) -> AuthSettings:
+    settings: AuthSettings = request.app.state.settings
+    return settings
+
+
+def get_signer(request: Request) -> Signer:
+    signer: Signer = request.app.state.signer
+    return signer
+
+
+def get_tenants(request: Request) -> TenantsClient:
+    tenants: TenantsClient = request.app.state.tenants
+    return tenants
+
+
+def get_verifier(request: Request) -> TokenVerifier:
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return verifier
+
+
+SettingsDep = Annotated[AuthSettings, Depends(get_settings)]
+SignerDep = Annotated[Signer, Depends(get_signer)]
+TenantsDep = Annotated[TenantsClient, Depends(get_tenants)]
+VerifierDep = Annotated[TokenVerifier, Depends(get_verifier)]
+
+
+def get_current_user(session: SessionDep, principal: CurrentPrincipal) -> User:
+    """The caller's account; a token of a deleted or deactivated user is refused (401)."""
+    user = crud.get_user(session=session, user_id=principal.user_id)
+    if user is None:
+        raise AuthenticationFailed("User not found")
+    if not user.is_active:
+        raise AuthenticationFailed("User is inactive")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_admin_user(user: CurrentUser) -> User:
+    """A tenant admin or a superuser (403 for staff)."""
+    if not (user.is_superuser or user.role == Role.ADMIN):
+        raise PermissionDenied()
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]
+
+
+def _host_without_port(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):  # IPv6 literal: [::1]:8000
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0].rstrip(".")
+
+
+def get_registration_tenant(
+    request: Request,
+    tenants: TenantsDep,
+    x_tenant: Annotated[str | None, Header()] = None,
+) -> str:
+    """The tenant a registration joins: ``X-Tenant``, else the Host's tenant, else the default."""
+    if x_tenant is not None and x_tenant.strip():
+        schema_name = x_tenant.strip()
+        if schema_name == tenants.default_tenant:
+            return schema_name
+        tenant = tenants.by_schema_name(schema_name) if SCHEMA_NAME.match(schema_name) else None
+        if tenant is None or not tenant.is_active:
+            raise ValidationFailed({"tenant": f'Unknown or inactive tenant "{schema_name[:63]}".'})
+        return tenant.schema_name
+    host = _host_without_port(request.headers.get("host", ""))
+    tenant = tenants.by_domain(host) if host else None
+    if tenant is None:
+        return tenants.default_tenant
+    if not tenant.is_active:
+        # The host names a deleted practice: joining the default tenant instead would be a
+        # silent move into another tenant.
+        raise ValidationFailed({"tenant": f'Unknown or inactive tenant "{tenant.schema_name}".'})
+    return tenant.schema_name
+
+
+RegistrationTenant = Annotated[str, Depends(get_registration_tenant)]
+
+
+def client_address(request: Request, settings: SettingsDep) -> str:
+    """The client's address: the first X-Forwarded-For entry when a trusted proxy (the gateway)
+    sent the request, else the peer address."""
+    peer = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+    if forwarded and _is_trusted(peer, settings):
+        return forwarded
+    return peer or "unknown"
+
+
+def _is_trusted(peer: str, settings: AuthSettings) -> bool:
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in network for network in settings.trusted_proxy_networks)
+
+
+ClientAddress = Annotated[str, Depends(client_address)]

@@ -1,0 +1,57 @@
+"""The caller's account and user administration (tenant admins: their tenant; superusers: all)."""
+
+from typing import Annotated
+
+from common.db import SessionDep
+from common.errors import NotFound
+from common.tokens import get_principal
+from fastapi import APIRouter, Depends, Query
+
+from auth import crud
+from auth.api.deps import AdminUser, CurrentUser
+from auth.api.pagination import PageDep
+from auth.models import Page, User, UserDetail, UserUpdate
+
+# Authentication at router level: every route added here needs a valid access token.
+router = APIRouter(prefix="/api/auth", tags=["users"], dependencies=[Depends(get_principal)])
+
+
+@router.get("/me/", response_model=UserDetail)
+def get_me(user: CurrentUser) -> User:
+    """The account the access token belongs to."""
+    return user
+
+
+@router.get("/users/", response_model=Page[UserDetail])
+def list_users(
+    session: SessionDep,
+    admin: AdminUser,
+    page: PageDep,
+    tenant: Annotated[str | None, Query(description="schema_name (superusers only)")] = None,
+) -> Page[User]:
+    """Users of the caller's tenant; a superuser sees every tenant's, or one's with ``?tenant=``."""
+    if admin.is_superuser:
+        scope = tenant.strip() if tenant and tenant.strip() else None
+    else:
+        scope = admin.tenant
+    count, users = crud.list_users(
+        session=session,
+        tenant=scope,
+        include_superusers=admin.is_superuser,
+        offset=page.offset,
+        limit=page.size,
+    )
+    return page.page(count, users)
+
+
+@router.patch("/users/{user_id}/", response_model=UserDetail)
+def update_user(user_id: int, data: UserUpdate, session: SessionDep, admin: AdminUser) -> User:
+    """Activate or deactivate a user, or change its role (admin | staff)."""
+    user = crud.get_user(session=session, user_id=user_id)
+    # Another tenant's user, or a superuser, is invisible to a tenant admin: 404, as if absent.
+    hidden = user is None or (
+        not admin.is_superuser and (user.tenant != admin.tenant or user.is_superuser)
+    )
+    if user is None or hidden:
+        raise NotFound()
+    return crud.update_user(session=session, user=user, data=data, actor=admin)

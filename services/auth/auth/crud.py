@@ -1,0 +1,320 @@
+"""Plain functions over the auth tables; they raise domain errors, never HTTP exceptions."""
+
+import math
+import uuid
+from datetime import datetime, timedelta
+
+from common.errors import TokenInvalid, ValidationFailed
+from sqlalchemy import delete, func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from auth.models import (
+    LoginFailure,
+    RefreshToken,
+    Role,
+    SigningKey,
+    TokenPair,
+    User,
+    UserRegister,
+    UserUpdate,
+    as_utc,
+    normalize_username,
+    username_key,
+    utcnow,
+)
+from auth.passwords import dummy_hash, hash_password, needs_rehash, verify_password
+from auth.settings import AuthSettings
+from auth.tokens import Signer, generate_private_pem
+
+USERNAME_TAKEN = "A user with that username already exists."
+TOKEN_INVALID = "Token is invalid or expired"
+TOKEN_REVOKED = "Token is blacklisted"
+SIGNING_KEY_NAME = "primary"
+
+# ---- users --------------------------------------------------------------------------------
+
+
+def get_user(*, session: Session, user_id: int) -> User | None:
+    return session.get(User, user_id)
+
+
+def get_user_by_username(*, session: Session, username: str) -> User | None:
+    return session.exec(select(User).where(User.username_key == username_key(username))).first()
+
+
+def _tenant_has_members(session: Session, tenant: str) -> bool:
+    statement = select(User.id).where(User.tenant == tenant, col(User.is_superuser).is_(False))
+    return session.exec(statement.limit(1)).first() is not None
+
+
+def create_user(*, session: Session, data: UserRegister, tenant: str) -> User:
+    """Register a user in ``tenant``: its first user becomes the active admin, later ones
+    are pending staff. Races on the username or on "first" are settled by unique constraints."""
+    if get_user_by_username(session=session, username=data.username) is not None:
+        raise ValidationFailed({"username": USERNAME_TAKEN})
+    password_hash = hash_password(data.password)
+    founder = not _tenant_has_members(session, tenant)
+    while True:
+        now = utcnow()
+        user = User(
+            username=data.username,
+            username_key=username_key(data.username),
+            email=data.email,
+            tenant=tenant,
+            role=Role.ADMIN if founder else Role.STAFF,
+            is_active=founder,
+            founder_of=tenant if founder else None,
+            password_hash=password_hash,
+            date_joined=now,
+            updated_at=now,
+        )
+        session.add(user)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            if get_user_by_username(session=session, username=data.username) is not None:
+                raise ValidationFailed({"username": USERNAME_TAKEN}) from None
+            if not founder:
+                raise
+            founder = False  # another registration became the tenant's first user meanwhile
+            continue
+        session.refresh(user)
+        return user
+
+
+def authenticate(*, session: Session, username: str, password: str) -> User | None:
+    """The user these credentials belong to, active or not; ``None`` when they are wrong."""
+    user = get_user_by_username(session=session, username=username)
+    if user is None:
+        # Same Argon2 work as for a real user, so response time does not reveal who exists.
+        verify_password(dummy_hash(), password)
+        return None
+    if not verify_password(user.password_hash, password):
+        return None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+        session.add(user)
+        session.commit()
+    return user
+
+
+def list_users(
+    *, session: Session, tenant: str | None, include_superusers: bool, offset: int, limit: int
+) -> tuple[int, list[User]]:
+    """A page of users (``tenant`` None: every tenant) and the total count."""
+    statement = select(User)
+    if tenant is not None:
+        statement = statement.where(User.tenant == tenant)
+    if not include_superusers:
+        statement = statement.where(col(User.is_superuser).is_(False))
+    count = session.exec(select(func.count()).select_from(statement.subquery())).one()
+    users = session.exec(statement.order_by(col(User.id)).offset(offset).limit(limit)).all()
+    return count, list(users)
+
+
+def update_user(*, session: Session, user: User, data: UserUpdate, actor: User) -> User:
+    changes = data.model_dump(exclude_unset=True)
+    if user.id == actor.id:
+        errors: dict[str, str] = {}
+        if changes.get("is_active") is False:
+            errors["is_active"] = "You cannot deactivate your own account."
+        if changes.get("role") == Role.STAFF and user.role == Role.ADMIN:
+            errors["role"] = "You cannot remove your own admin role."
+        if errors:
+            raise ValidationFailed(errors)
+    if not changes:
+        return user
+    for field, value in changes.items():
+        setattr(user, field, value)
+    user.updated_at = utcnow()
+    session.add(user)
+    session.commit()
+    session.refresh(user)
+    return user
+
+
+def ensure_superuser(*, session: Session, username: str, password: str, tenant: str) -> User:
+    """Create the platform superuser, or bring an existing account of that name up to date."""
+    username = normalize_username(username)
+    for _ in range(2):
+        user = get_user_by_username(session=session, username=username)
+        now = utcnow()
+        if user is None:
+            user = User(
+                username=username,
+                username_key=username_key(username),
+                email="",
+                tenant=tenant,
+                password_hash=hash_password(password),
+                date_joined=now,
+            )
+        elif not verify_password(user.password_hash, password):
+            user.password_hash = hash_password(password)
+        user.is_superuser = True
+        user.is_active = True
+        user.role = Role.ADMIN
+        user.tenant = tenant
+        user.founder_of = None  # superusers never count as a tenant's first user
+        user.updated_at = now
+        session.add(user)
+        try:
+            session.commit()
+        except IntegrityError:  # another replica created it at the same moment
+            session.rollback()
+            continue
+        session.refresh(user)
+        return user
+    raise RuntimeError("could not ensure the superuser")
+
+
+# ---- login throttling ---------------------------------------------------------------------
+
+
+def _retry_after(session: Session, column: object, value: str, limit: int, window: int) -> int:
+    """Seconds until failures for ``value`` drop below ``limit`` again (0: not throttled)."""
+    since = utcnow() - timedelta(seconds=window)
+    # The limit-th newest failure is the one whose expiry lets the next attempt through.
+    statement = (
+        select(LoginFailure.failed_at)
+        .where(column == value, col(LoginFailure.failed_at) > since)
+        .order_by(col(LoginFailure.failed_at).desc())
+        .offset(limit - 1)
+        .limit(1)
+    )
+    failed_at = session.exec(statement).first()
+    if failed_at is None:
+        return 0
+    remaining = (as_utc(failed_at) + timedelta(seconds=window) - utcnow()).total_seconds()
+    return max(1, math.ceil(remaining))
+
+
+def login_retry_after(
+    *, session: Session, username: str, address: str, settings: AuthSettings
+) -> int:
+    """0 when a login may be attempted, else the seconds to wait."""
+    window = settings.login_failure_window
+    return max(
+        _retry_after(
+            session,
+            LoginFailure.username_key,
+            username_key(username),
+            settings.login_failures_per_username,
+            window,
+        ),
+        _retry_after(
+            session, LoginFailure.address, address, settings.login_failures_per_address, window
+        ),
+    )
+
+
+def record_login_failure(
+    *, session: Session, username: str, address: str, settings: AuthSettings
+) -> None:
+    now = utcnow()
+    # Failures older than the window count for nothing; pruning here keeps the table small.
+    session.exec(
+        delete(LoginFailure)
+        .where(col(LoginFailure.failed_at) < now - timedelta(seconds=settings.login_failure_window))
+        .execution_options(synchronize_session=False)
+    )
+    session.add(
+        LoginFailure(username_key=username_key(username)[:150], address=address[:64], failed_at=now)
+    )
+    session.commit()
+
+
+# ---- tokens -------------------------------------------------------------------------------
+
+
+def issue_token_pair(
+    *,
+    session: Session,
+    signer: Signer,
+    user: User,
+    settings: AuthSettings,
+    family_id: str | None = None,
+) -> TokenPair:
+    """An access token and a refresh token (recorded, in ``family_id`` or a new family)."""
+    assert user.id is not None
+    access, _ = signer.mint(user, token_type="access", lifetime=settings.access_token_lifetime)
+    refresh, claims = signer.mint(
+        user, token_type="refresh", lifetime=settings.refresh_token_lifetime
+    )
+    now = utcnow()
+    session.exec(
+        delete(RefreshToken)
+        .where(col(RefreshToken.expires_at) < now)
+        .execution_options(synchronize_session=False)
+    )
+    session.add(
+        RefreshToken(
+            jti=claims["jti"],
+            family_id=family_id or uuid.uuid4().hex,
+            user_id=user.id,
+            created_at=now,
+            expires_at=datetime.fromtimestamp(claims["exp"], tz=now.tzinfo),
+        )
+    )
+    session.commit()
+    return TokenPair(access=access, refresh=refresh)
+
+
+def revoke_refresh_family(*, session: Session, family_id: str) -> None:
+    session.exec(
+        update(RefreshToken)
+        .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def get_refresh_token(*, session: Session, jti: str) -> RefreshToken:
+    """The recorded refresh token ``jti``, not yet used.
+
+    A token already used or revoked means a second use (stolen, or replayed): its whole family
+    is revoked and the caller gets 401.
+    """
+    token = session.get(RefreshToken, jti)
+    if token is None:
+        raise TokenInvalid(TOKEN_INVALID)
+    if token.revoked_at is not None:
+        revoke_refresh_family(session=session, family_id=token.family_id)
+        raise TokenInvalid(TOKEN_REVOKED)
+    return token
+
+
+def consume_refresh_token(*, session: Session, token: RefreshToken) -> None:
+    """Revoke ``token`` as it is rotated; of two concurrent uses, exactly one succeeds."""
+    result = session.exec(
+        update(RefreshToken)
+        .where(col(RefreshToken.jti) == token.jti, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if result.rowcount != 1:
+        revoke_refresh_family(session=session, family_id=token.family_id)
+        raise TokenInvalid(TOKEN_REVOKED)
+
+
+# ---- signing key --------------------------------------------------------------------------
+
+
+def get_or_create_signing_pem(*, session: Session) -> str:
+    """The stored signing key, generated on first use; replicas racing to create it agree."""
+    statement = select(SigningKey).where(SigningKey.name == SIGNING_KEY_NAME)
+    stored = session.exec(statement).first()
+    if stored is not None:
+        return stored.private_pem
+    pem = generate_private_pem()
+    signer = Signer.from_pem(pem, issuer="")
+    session.add(SigningKey(name=SIGNING_KEY_NAME, kid=signer.kid, private_pem=pem))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return session.exec(statement).one().private_pem
+    return pem

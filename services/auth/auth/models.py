@@ -1,0 +1,252 @@
+"""Tables and API schemas of the auth service (one SQLModel family per resource)."""
+
+import re
+import unicodedata
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Generic, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ValidationInfo, field_validator
+from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, Text
+from sqlmodel import Field, SQLModel
+
+from auth.passwords import password_problems
+
+USERNAME_MAX_LENGTH = 150
+EMAIL_MAX_LENGTH = 254
+USERNAME_PATTERN = re.compile(r"^[\w.@+-]+\Z")
+BLANK = "This field may not be blank."
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
+
+
+def _timestamp(*, nullable: bool = False, index: bool = False) -> Any:
+    column = Column(DateTime(timezone=True), nullable=nullable, index=index)
+    if nullable:
+        return Field(default=None, sa_column=column)
+    return Field(default_factory=utcnow, sa_column=column)
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    STAFF = "staff"
+
+
+def normalize_username(username: str) -> str:
+    """Usernames as Django stores them: trimmed and NFKC-normalised."""
+    return unicodedata.normalize("NFKC", username.strip())
+
+
+def username_key(username: str) -> str:
+    """The case-insensitive identity of a username, computed here so both backends agree
+    (SQLite's ``lower()`` only folds ASCII)."""
+    return normalize_username(username).casefold()
+
+
+# ---- user ---------------------------------------------------------------------------------
+
+
+class UserBase(SQLModel):
+    username: str = Field(max_length=USERNAME_MAX_LENGTH)
+    email: str = Field(max_length=EMAIL_MAX_LENGTH)
+
+
+class User(UserBase, table=True):
+    __tablename__ = "user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username_key: str = Field(max_length=USERNAME_MAX_LENGTH, unique=True)
+    tenant: str = Field(max_length=63, index=True)
+    role: str = Field(default=Role.STAFF, max_length=16)
+    is_active: bool = False
+    is_superuser: bool = False
+    password_hash: str = Field(max_length=255)
+    # The first user of a tenant holds its schema_name here; the unique constraint makes
+    # "the first user becomes admin" hold when two registrations race.
+    founder_of: str | None = Field(default=None, max_length=63, unique=True)
+    date_joined: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class UserRegister(SQLModel):
+    """Registration body. Field order matters: the password is checked against the others."""
+
+    username: str
+    email: str
+    password: str
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        value = normalize_username(value)
+        if not value:
+            raise ValueError(BLANK)
+        if len(value) > USERNAME_MAX_LENGTH:
+            raise ValueError(
+                f"Ensure this field has no more than {USERNAME_MAX_LENGTH} characters."
+            )
+        if not USERNAME_PATTERN.match(value):
+            raise ValueError(
+                "Enter a valid username. This value may contain only letters, "
+                "numbers, and @/./+/-/_ characters."
+            )
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError(BLANK)
+        if len(value) > EMAIL_MAX_LENGTH:
+            raise ValueError(f"Ensure this field has no more than {EMAIL_MAX_LENGTH} characters.")
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError:
+            raise ValueError("Enter a valid email address.") from None
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str, info: ValidationInfo) -> str:
+        # Passwords are never trimmed: every character is the user's choice.
+        if not value:
+            raise ValueError(BLANK)
+        problems = password_problems(
+            value, username=info.data.get("username"), email=info.data.get("email")
+        )
+        if problems:
+            # One ValueError carries one message; the first problem is the most basic one.
+            raise ValueError(problems[0])
+        return value
+
+
+class UserPublic(SQLModel):
+    id: int
+    username: str
+    email: str
+    tenant: str
+    role: Role
+    is_active: bool
+
+
+class UserDetail(UserPublic):
+    is_superuser: bool
+    date_joined: UtcDateTime
+
+
+class UserUpdate(SQLModel):
+    is_active: bool | None = None
+    role: str | None = None
+
+    @field_validator("is_active", "role", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("This field may not be null.")
+        return value
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value not in {role.value for role in Role}:
+            raise ValueError(f'"{value}" is not a valid choice.')
+        return value
+
+
+# ---- tokens -------------------------------------------------------------------------------
+
+
+class LoginRequest(SQLModel):
+    username: str
+    password: str
+
+    @field_validator("username", "password")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(BLANK)
+        return value
+
+
+class RefreshRequest(SQLModel):
+    refresh: str
+
+    @field_validator("refresh")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(BLANK)
+        return value.strip()
+
+
+class TokenPair(SQLModel):
+    access: str
+    refresh: str
+
+
+class RefreshToken(SQLModel, table=True):
+    """One issued refresh token; a family is every token rotated from one login."""
+
+    __tablename__ = "refresh_token"
+
+    jti: str = Field(primary_key=True, max_length=64)
+    family_id: str = Field(max_length=64, index=True)
+    user_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("user.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    created_at: datetime = _timestamp()
+    expires_at: datetime = _timestamp(index=True)
+    revoked_at: datetime | None = _timestamp(nullable=True)
+
+
+class SigningKey(SQLModel, table=True):
+    """The generated signing key, stored so that every replica signs with the same one."""
+
+    __tablename__ = "signing_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # One row per name: the unique constraint settles a race between replicas starting at once.
+    name: str = Field(max_length=32, unique=True)
+    kid: str = Field(max_length=64)
+    private_pem: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _timestamp()
+
+
+class LoginFailure(SQLModel, table=True):
+    """A failed login, kept for the throttling window; shared by every replica."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (
+        Index("ix_login_failure_username_key_failed_at", "username_key", "failed_at"),
+        Index("ix_login_failure_address_failed_at", "address", "failed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    username_key: str = Field(max_length=USERNAME_MAX_LENGTH)
+    address: str = Field(max_length=64)
+    failed_at: datetime = _timestamp(index=True)
+
+
+# ---- pages --------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[T]

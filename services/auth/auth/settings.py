@@ -1,0 +1,75 @@
+"""Settings of the auth service, read from the environment when an app is built."""
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+
+from common.settings import ServiceSettings, env
+from pydantic import Field, SecretStr, model_validator
+
+# Addresses whose X-Forwarded-For is believed: loopback and private networks, where the
+# gateway runs. A client that reaches auth directly from outside gets its peer address used.
+DEFAULT_TRUSTED_PROXIES = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+
+
+class AuthSettings(ServiceSettings):
+    database_url: str = Field("", validation_alias=env("AUTH_DATABASE_URL", "database_url"))
+    access_token_lifetime: int = Field(
+        300, gt=0, validation_alias=env("ACCESS_TOKEN_LIFETIME", "access_token_lifetime")
+    )
+    refresh_token_lifetime: int = Field(
+        86400, gt=0, validation_alias=env("REFRESH_TOKEN_LIFETIME", "refresh_token_lifetime")
+    )
+    admin_username: str | None = Field(
+        None, validation_alias=env("DENTIAPRO_ADMIN_USERNAME", "admin_username")
+    )
+    admin_password: SecretStr | None = Field(
+        None, validation_alias=env("DENTIAPRO_ADMIN_PASSWORD", "admin_password")
+    )
+    jwt_private_key: SecretStr | None = Field(
+        None, validation_alias=env("JWT_PRIVATE_KEY", "jwt_private_key")
+    )
+    jwt_private_key_file: Path | None = Field(
+        None, validation_alias=env("JWT_PRIVATE_KEY_FILE", "jwt_private_key_file")
+    )
+    # Failed logins allowed per username and per client address within the window (seconds).
+    login_failure_window: int = Field(
+        300, gt=0, validation_alias=env("LOGIN_FAILURE_WINDOW", "login_failure_window")
+    )
+    login_failures_per_username: int = Field(
+        10, gt=0, validation_alias=env("LOGIN_FAILURES_PER_USERNAME", "login_failures_per_username")
+    )
+    login_failures_per_address: int = Field(
+        50, gt=0, validation_alias=env("LOGIN_FAILURES_PER_ADDRESS", "login_failures_per_address")
+    )
+    trusted_proxies: str = Field(
+        DEFAULT_TRUSTED_PROXIES, validation_alias=env("TRUSTED_PROXIES", "trusted_proxies")
+    )
+    # How long answers of the tenants service are reused, and how long to wait for one.
+    tenant_cache_seconds: float = Field(
+        30.0, ge=0, validation_alias=env("TENANT_CACHE_SECONDS", "tenant_cache_seconds")
+    )
+    tenants_timeout: float = Field(
+        2.0, gt=0, validation_alias=env("TENANTS_TIMEOUT", "tenants_timeout")
+    )
+
+    @model_validator(mode="after")
+    def _default_database_url(self) -> Self:
+        if not self.database_url:
+            # The settings are frozen; filling a derived default once, at validation, is fine.
+            object.__setattr__(self, "database_url", self.sqlite_url("auth"))
+        return self
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in self.trusted_proxies.split(",")
+            if part.strip()
+        ]
+
+
+@lru_cache
+def get_settings() -> AuthSettings:
+    return AuthSettings()

@@ -1,0 +1,94 @@
+"""The tenants service as auth sees it: resolve a tenant by schema_name or domain.
+
+Answers (found or not) are cached for ``tenant_cache_seconds``. An unreachable or failing
+tenants service is a 503 for the caller, never "active" and never "unknown".
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+from common.errors import ServiceUnavailable
+
+log = logging.getLogger("dentiapro.auth.tenants")
+
+UNAVAILABLE = "Tenant registry unavailable, try again shortly."
+
+Lookup = Literal["schema_name", "domain"]
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: int
+    name: str
+    schema_name: str
+    domain_url: str
+    is_active: bool
+
+
+class TenantsClient:
+    def __init__(
+        self, http: httpx.Client, base_url: str, *, default_tenant: str, cache_seconds: float
+    ) -> None:
+        self._http = http
+        self.default_tenant = default_tenant
+        self._url = f"{base_url.rstrip('/')}/internal/tenants/resolve/"
+        self._cache_seconds = cache_seconds
+        self._cache: dict[tuple[Lookup, str], tuple[float, Tenant | None]] = {}
+        self._lock = threading.Lock()
+
+    def is_active(self, schema_name: str) -> bool:
+        """Whether users of ``schema_name`` may sign in. The default tenant always exists and
+        cannot be deleted, so it needs no round trip (superusers sign in with it)."""
+        if schema_name == self.default_tenant:
+            return True
+        tenant = self.by_schema_name(schema_name)
+        return tenant is not None and tenant.is_active
+
+    def by_schema_name(self, schema_name: str) -> Tenant | None:
+        return self._resolve("schema_name", schema_name)
+
+    def by_domain(self, domain: str) -> Tenant | None:
+        return self._resolve("domain", domain.lower())
+
+    def _resolve(self, lookup: Lookup, value: str) -> Tenant | None:
+        key = (lookup, value)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        tenant = self._fetch(lookup, value)
+        if self._cache_seconds > 0:
+            with self._lock:
+                if len(self._cache) > 10_000:  # bounded: hostile Host headers cannot grow it
+                    self._cache.clear()
+                self._cache[key] = (now + self._cache_seconds, tenant)
+        return tenant
+
+    def _fetch(self, lookup: Lookup, value: str) -> Tenant | None:
+        try:
+            response = self._http.get(self._url, params={lookup: value})
+        except httpx.HTTPError as exc:
+            log.warning("tenants service unreachable: %s", type(exc).__name__)
+            raise ServiceUnavailable(UNAVAILABLE) from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            log.warning("tenants service answered %s", response.status_code)
+            raise ServiceUnavailable(UNAVAILABLE)
+        try:
+            body = response.json()
+            return Tenant(
+                id=int(body["id"]),
+                name=str(body["name"]),
+                schema_name=str(body["schema_name"]),
+                domain_url=str(body.get("domain_url") or ""),
+                is_active=bool(body["is_active"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("tenants service answered an unexpected body")
+            raise ServiceUnavailable(UNAVAILABLE) from exc
