@@ -1,0 +1,1 @@
+"""HTTP routes of the clinic service: one module per resource, shared dependencies in ``deps``."""

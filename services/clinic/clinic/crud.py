@@ -1,0 +1,301 @@
+"""Reads and writes of cabinets, patients and consultations in one tenant's session.
+
+Functions take the tenant-bound session as ``session=`` and raise domain errors from
+``common.errors``. Each write commits once: a failure leaves nothing half-written.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TypeVar
+
+from common.errors import Conflict, ValidationFailed
+from prometheus_client import Counter
+from sqlalchemy import ColumnElement, Select, false, func, or_, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlmodel import Session, SQLModel
+
+from clinic.models import (
+    MAX_ID,
+    Cabinet,
+    CabinetCreate,
+    Consultation,
+    ConsultationCreate,
+    Patient,
+    PatientCreate,
+    utcnow,
+)
+from clinic.pagination import PageRequest, PageResult, paginate
+
+RECORDS_CREATED = Counter(
+    "clinic_records_created_total", "Clinic records created, by resource.", ["resource"]
+)
+
+Record = TypeVar("Record", Cabinet, Patient, Consultation)
+
+# Searchable text and orderable fields of each list (every one of them indexed, see
+# migrations/versions/0001_initial.py). Orderings not listed here are ignored, as in DRF.
+SEARCH_FIELDS: dict[type[SQLModel], tuple[str, ...]] = {
+    Cabinet: ("name", "address"),
+    Patient: ("name", "email", "contact_number"),
+    Consultation: ("diagnosis", "treatment"),
+}
+ORDERING_FIELDS: dict[type[SQLModel], frozenset[str]] = {
+    Cabinet: frozenset({"id", "name", "created_at", "updated_at"}),
+    Patient: frozenset({"id", "name", "birthdate", "created_at", "updated_at"}),
+    Consultation: frozenset({"id", "date", "patient", "cabinet", "created_at", "updated_at"}),
+}
+MAX_SEARCH_TERMS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    """What every list accepts (already parsed and validated)."""
+
+    search: str = ""
+    ordering: str = ""
+    updated_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultationFilters(ListFilters):
+    patient: int | None = None
+    cabinet: int | None = None
+    # Inclusive bounds; a bare date covers the whole (UTC) day.
+    date_after: datetime | date | None = None
+    date_before: datetime | date | None = None
+
+
+# --- listing ---
+
+
+def _column(model: type[SQLModel], name: str) -> InstrumentedAttribute[Any]:
+    column: InstrumentedAttribute[Any] = getattr(model, name)
+    return column
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _search(model: type[SQLModel], search: str) -> list[ColumnElement[bool]]:
+    # As DRF's SearchFilter: terms split on spaces and commas; every term must match a field.
+    terms = search.replace("\x00", "").replace(",", " ").split()[:MAX_SEARCH_TERMS]
+    columns = [_column(model, name) for name in SEARCH_FIELDS[model]]
+    return [
+        or_(*(column.ilike(f"%{_escape_like(term)}%", escape="\\") for column in columns))
+        for term in terms
+    ]
+
+
+def _ordering(model: type[SQLModel], ordering: str) -> list[ColumnElement[Any]]:
+    allowed = ORDERING_FIELDS[model]
+    clauses: list[ColumnElement[Any]] = []
+    seen: set[str] = set()
+    descending = False
+    for raw in ordering.split(","):
+        term = raw.strip()
+        descending = term.startswith("-")
+        name = term.removeprefix("-")
+        if name not in allowed or name in seen:
+            continue
+        seen.add(name)
+        column = _column(model, name)
+        clauses.append(column.desc() if descending else column.asc())
+    # id breaks ties so pages never overlap or skip; same direction keeps one index scan.
+    if "id" not in seen:
+        last_descending = bool(clauses) and descending
+        id_column = _column(model, "id")
+        clauses.append(id_column.desc() if last_descending else id_column.asc())
+    return clauses
+
+
+def _list(
+    session: Session,
+    model: type[Record],
+    filters: ListFilters,
+    conditions: Sequence[ColumnElement[bool]],
+    page: PageRequest,
+) -> PageResult[Record]:
+    where = [*conditions, *_search(model, filters.search)]
+    if filters.updated_after is not None:
+        where.append(_column(model, "updated_at") >= filters.updated_after)
+    # The count uses exactly the same filters as the page.
+    rows: Select[Record] = select(model).where(*where)
+    rows = rows.order_by(*_ordering(model, filters.ordering))
+    count: Select[int] = select(func.count()).select_from(model).where(*where)
+    return paginate(session, rows, count, page)
+
+
+def list_cabinets(
+    *, session: Session, filters: ListFilters, page: PageRequest
+) -> PageResult[Cabinet]:
+    return _list(session, Cabinet, filters, [], page)
+
+
+def list_patients(
+    *, session: Session, filters: ListFilters, page: PageRequest
+) -> PageResult[Patient]:
+    return _list(session, Patient, filters, [], page)
+
+
+def _id_equals(column: InstrumentedAttribute[Any], value: int) -> ColumnElement[bool]:
+    # An id beyond the column's range names nothing (and must not reach PostgreSQL).
+    return column == value if 0 < value <= MAX_ID else false()
+
+
+def _day_start(value: date) -> datetime:
+    return datetime.combine(value, time.min, tzinfo=UTC)
+
+
+def list_consultations(
+    *, session: Session, filters: ConsultationFilters, page: PageRequest
+) -> PageResult[Consultation]:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.patient is not None:
+        conditions.append(_id_equals(_column(Consultation, "patient"), filters.patient))
+    if filters.cabinet is not None:
+        conditions.append(_id_equals(_column(Consultation, "cabinet"), filters.cabinet))
+    when = _column(Consultation, "date")
+    if isinstance(filters.date_after, datetime):
+        conditions.append(when >= filters.date_after)
+    elif isinstance(filters.date_after, date):
+        conditions.append(when >= _day_start(filters.date_after))
+    if isinstance(filters.date_before, datetime):
+        conditions.append(when <= filters.date_before)
+    elif isinstance(filters.date_before, date):
+        conditions.append(when < _day_start(filters.date_before) + timedelta(days=1))
+    return _list(session, Consultation, filters, conditions, page)
+
+
+# --- single records ---
+
+
+def _get(session: Session, model: type[Record], record_id: int, for_update: bool) -> Record | None:
+    if not 0 < record_id <= MAX_ID:
+        return None
+    # FOR UPDATE on PostgreSQL: concurrent writes of one record queue, so a PUT never mixes
+    # with another. SQLite ignores it; its write sessions hold the database lock instead.
+    return session.get(model, record_id, with_for_update=for_update)
+
+
+def get_cabinet(*, session: Session, cabinet_id: int, for_update: bool = False) -> Cabinet | None:
+    return _get(session, Cabinet, cabinet_id, for_update)
+
+
+def get_patient(*, session: Session, patient_id: int, for_update: bool = False) -> Patient | None:
+    return _get(session, Patient, patient_id, for_update)
+
+
+def get_consultation(
+    *, session: Session, consultation_id: int, for_update: bool = False
+) -> Consultation | None:
+    return _get(session, Consultation, consultation_id, for_update)
+
+
+def _commit(session: Session) -> None:
+    try:
+        session.commit()
+    except sa_exc.IntegrityError as exc:
+        session.rollback()
+        # Only the consultation foreign keys can fail here: a patient or cabinet deleted
+        # between our check and the insert.
+        raise ValidationFailed(
+            {"non_field_errors": ["A referenced patient or cabinet no longer exists."]}
+        ) from exc
+
+
+def _create(session: Session, record: Record, resource: str) -> Record:
+    record.created_at = record.updated_at = utcnow()
+    session.add(record)
+    _commit(session)
+    RECORDS_CREATED.labels(resource).inc()
+    return record
+
+
+def _update(session: Session, record: Record, changes: Mapping[str, Any]) -> Record:
+    for name, value in changes.items():
+        setattr(record, name, value)
+    record.updated_at = utcnow()
+    session.add(record)
+    _commit(session)
+    return record
+
+
+def create_cabinet(*, session: Session, cabinet_in: CabinetCreate) -> Cabinet:
+    return _create(session, Cabinet.model_validate(cabinet_in), "cabinet")
+
+
+def update_cabinet(*, session: Session, cabinet: Cabinet, changes: Mapping[str, Any]) -> Cabinet:
+    return _update(session, cabinet, changes)
+
+
+def create_patient(*, session: Session, patient_in: PatientCreate) -> Patient:
+    return _create(session, Patient.model_validate(patient_in), "patient")
+
+
+def update_patient(*, session: Session, patient: Patient, changes: Mapping[str, Any]) -> Patient:
+    return _update(session, patient, changes)
+
+
+def _check_references(session: Session, changes: Mapping[str, Any]) -> None:
+    """``patient`` and ``cabinet`` must name records of this tenant (400 on the field)."""
+    errors: dict[str, str] = {}
+    if "patient" in changes and _get(session, Patient, changes["patient"], False) is None:
+        errors["patient"] = f'Invalid pk "{changes["patient"]}" - object does not exist.'
+    if "cabinet" in changes and _get(session, Cabinet, changes["cabinet"], False) is None:
+        errors["cabinet"] = f'Invalid pk "{changes["cabinet"]}" - object does not exist.'
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def create_consultation(*, session: Session, consultation_in: ConsultationCreate) -> Consultation:
+    _check_references(session, consultation_in.model_dump())
+    return _create(session, Consultation.model_validate(consultation_in), "consultation")
+
+
+def update_consultation(
+    *, session: Session, consultation: Consultation, changes: Mapping[str, Any]
+) -> Consultation:
+    _check_references(session, changes)
+    return _update(session, consultation, changes)
+
+
+def delete_consultation(*, session: Session, consultation: Consultation) -> None:
+    session.delete(consultation)
+    session.commit()
+
+
+def _delete_referenced(
+    session: Session, record: Patient | Cabinet, reference: str, label: str
+) -> None:
+    """Delete unless consultations reference it: records are never deleted as a side effect."""
+    column = _column(Consultation, reference)
+    references = session.execute(
+        select(func.count()).select_from(Consultation).where(column == record.id)
+    ).scalar_one()
+    if references:
+        noun = "consultation references" if references == 1 else "consultations reference"
+        raise Conflict(
+            f"{label} cannot be deleted: {references} {noun} it. "
+            "Delete or reassign those consultations first."
+        )
+    session.delete(record)
+    try:
+        session.commit()
+    except sa_exc.IntegrityError as exc:
+        # A consultation was added between the count and the delete; the RESTRICT key held.
+        session.rollback()
+        raise Conflict(
+            f"{label} cannot be deleted: consultations reference it. "
+            "Delete or reassign those consultations first."
+        ) from exc
+
+
+def delete_cabinet(*, session: Session, cabinet: Cabinet) -> None:
+    _delete_referenced(session, cabinet, "cabinet", "Cabinet")
+
+
+def delete_patient(*, session: Session, patient: Patient) -> None:
+    _delete_referenced(session, patient, "patient", "Patient")

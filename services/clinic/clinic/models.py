@@ -1,0 +1,335 @@
+"""Cabinets, patients and consultations: one SQLModel family per resource.
+
+``<X>Base`` holds the writable fields and their rules, ``<X>`` is the table, ``<X>Create`` the
+POST and PUT body (every required field), ``<X>Update`` the PATCH body (any subset, no nulls
+for required fields) and ``<X>Public`` the response. Tables declare no schema: each request
+binds them to its tenant's schema with ``schema_translate_map`` (see ``clinic.db``).
+"""
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BeforeValidator, field_validator
+from sqlalchemy import Column, Dialect, ForeignKey, Index, Integer
+from sqlalchemy import DateTime as SADateTime
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+NAME_MAX = 255
+ADDRESS_MAX = 500
+TEXT_MAX = 10_000
+EMAIL_MAX = 254
+PHONE_MAX = 40
+MIN_BIRTHDATE = date(1900, 1, 1)
+# The last place on Earth to reach a date (UTC+14): a birthdate is "in the future" only when
+# it is still tomorrow there.
+LATEST_UTC_OFFSET = timedelta(hours=14)
+MAX_ID = 2**31 - 1
+
+PHONE_RE = re.compile(r"\+?[0-9 ().\-]+")
+ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+DATE_FORMAT_MESSAGE = "Date has wrong format. Use one of these formats instead: YYYY-MM-DD."
+DATETIME_FORMAT_MESSAGE = (
+    "Datetime has wrong format. Use one of these formats instead: "
+    "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
+)
+NOT_NULL_MESSAGE = "This field may not be null."
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python on both backends.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are stored as naive
+    UTC (which keeps string comparisons in ``updated_after`` and date filters correct).
+    """
+
+    impl = SADateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- field rules (ValueError sentences become {"field": ["sentence"]}) ---
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("Not a valid string.")
+    return value.strip()
+
+
+def _bounded_text(max_length: int, *, allow_blank: bool = False) -> BeforeValidator:
+    def check(value: Any) -> str:
+        text = _text(value)
+        if not text and not allow_blank:
+            raise ValueError("This field may not be blank.")
+        if len(text) > max_length:
+            raise ValueError(f"Ensure this field has no more than {max_length} characters.")
+        return text
+
+    return BeforeValidator(check)
+
+
+def _phone(value: Any) -> str:
+    text = _text(value)
+    digits = sum(c.isdigit() for c in text)
+    if not PHONE_RE.fullmatch(text) or not 6 <= digits <= 20 or len(text) > PHONE_MAX:
+        raise ValueError(
+            "Enter a valid phone number: 6 to 20 digits, optionally with a leading +, "
+            "spaces, dashes, dots or parentheses."
+        )
+    return text
+
+
+def _email(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        raise ValueError("Enter a valid email address.") from None
+    if len(text) > EMAIL_MAX:
+        raise ValueError(f"Ensure this field has no more than {EMAIL_MAX} characters.")
+    return text
+
+
+def _birthdate(value: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str) and ISO_DATE_RE.fullmatch(value.strip()):
+        try:
+            parsed = date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(DATE_FORMAT_MESSAGE) from None
+    else:
+        raise ValueError(DATE_FORMAT_MESSAGE)
+    if parsed > (datetime.now(UTC) + LATEST_UTC_OFFSET).date():
+        raise ValueError("Birthdate cannot be in the future.")
+    if parsed < MIN_BIRTHDATE:
+        raise ValueError("Birthdate cannot be before 1900-01-01.")
+    return parsed
+
+
+def parse_datetime(value: Any) -> datetime:
+    """An ISO 8601 date-time (or date: midnight) as aware UTC; a naive value is UTC."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(DATETIME_FORMAT_MESSAGE) from None
+    else:
+        raise ValueError(DATETIME_FORMAT_MESSAGE)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("Datetime is out of range.") from None
+
+
+def _record_id(value: Any) -> int:
+    # Ids arrive as numbers or numeric strings (as DRF accepts); booleans are not ids.
+    if isinstance(value, bool):
+        raise ValueError("Incorrect type. Expected pk value, received bool.")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise ValueError(f"Incorrect type. Expected pk value, received {type(value).__name__}.")
+
+
+Name = Annotated[str, _bounded_text(NAME_MAX)]
+Address = Annotated[str, _bounded_text(ADDRESS_MAX)]
+Phone = Annotated[str, BeforeValidator(_phone)]
+Email = Annotated[str | None, BeforeValidator(_email)]
+Birthdate = Annotated[date, BeforeValidator(_birthdate)]
+When = Annotated[datetime, BeforeValidator(parse_datetime)]
+Diagnosis = Annotated[str, _bounded_text(TEXT_MAX)]
+Treatment = Annotated[str, _bounded_text(TEXT_MAX, allow_blank=True)]
+RecordId = Annotated[int, BeforeValidator(_record_id)]
+
+
+def _reject_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError(NOT_NULL_MESSAGE)
+    return value
+
+
+class Timestamps(SQLModel):
+    id: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def _id_column() -> Any:
+    return Field(default=None, primary_key=True)
+
+
+def _timestamp_column() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+# --- cabinets ---
+
+
+class CabinetBase(SQLModel):
+    name: Name = Field(max_length=NAME_MAX)
+    address: Address = Field(max_length=ADDRESS_MAX)
+    contact_number: Phone = Field(max_length=PHONE_MAX)
+
+
+class Cabinet(CabinetBase, table=True):
+    # AUTOINCREMENT on SQLite: ids are never reused after a delete, as with PostgreSQL sequences.
+    __table_args__ = (
+        Index("ix_cabinet_name_id", "name", "id"),
+        Index("ix_cabinet_created_at_id", "created_at", "id"),
+        Index("ix_cabinet_updated_at_id", "updated_at", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = _id_column()
+    created_at: datetime = _timestamp_column()
+    updated_at: datetime = _timestamp_column()
+
+
+class CabinetCreate(CabinetBase):
+    pass
+
+
+class CabinetUpdate(SQLModel):
+    name: Name | None = None
+    address: Address | None = None
+    contact_number: Phone | None = None
+
+    _not_null = field_validator("name", "address", "contact_number", mode="before")(_reject_null)
+
+
+class CabinetPublic(CabinetBase, Timestamps):
+    pass
+
+
+# --- patients ---
+
+
+class PatientBase(SQLModel):
+    name: Name = Field(max_length=NAME_MAX)
+    birthdate: Birthdate
+    contact_number: Phone = Field(max_length=PHONE_MAX)
+    email: Email = Field(default=None, max_length=EMAIL_MAX)
+
+
+class Patient(PatientBase, table=True):
+    __table_args__ = (
+        Index("ix_patient_name_id", "name", "id"),
+        Index("ix_patient_birthdate_id", "birthdate", "id"),
+        Index("ix_patient_created_at_id", "created_at", "id"),
+        Index("ix_patient_updated_at_id", "updated_at", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = _id_column()
+    created_at: datetime = _timestamp_column()
+    updated_at: datetime = _timestamp_column()
+
+
+class PatientCreate(PatientBase):
+    pass
+
+
+class PatientUpdate(SQLModel):
+    name: Name | None = None
+    birthdate: Birthdate | None = None
+    contact_number: Phone | None = None
+    email: Email = None
+
+    _not_null = field_validator("name", "birthdate", "contact_number", mode="before")(_reject_null)
+
+
+class PatientPublic(PatientBase, Timestamps):
+    pass
+
+
+# --- consultations ---
+
+
+class ConsultationBase(SQLModel):
+    patient: RecordId
+    cabinet: RecordId
+    date: When
+    diagnosis: Diagnosis
+    treatment: Treatment = ""
+
+
+class Consultation(ConsultationBase, table=True):
+    __table_args__ = (
+        Index("ix_consultation_patient_id_date", "patient_id", "date"),
+        Index("ix_consultation_cabinet_id_date", "cabinet_id", "date"),
+        Index("ix_consultation_date_id", "date", "id"),
+        Index("ix_consultation_created_at_id", "created_at", "id"),
+        Index("ix_consultation_updated_at_id", "updated_at", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = _id_column()
+    # The API says ``patient``/``cabinet``; the columns are ``*_id``. RESTRICT: a referenced
+    # patient or cabinet cannot disappear, even if a delete races a new consultation.
+    patient: int = Field(
+        sa_column=Column(
+            "patient_id", Integer, ForeignKey("patient.id", ondelete="RESTRICT"), nullable=False
+        )
+    )
+    cabinet: int = Field(
+        sa_column=Column(
+            "cabinet_id", Integer, ForeignKey("cabinet.id", ondelete="RESTRICT"), nullable=False
+        )
+    )
+    date: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    diagnosis: str = Field(max_length=TEXT_MAX)
+    treatment: str = Field(default="", max_length=TEXT_MAX)
+    created_at: datetime = _timestamp_column()
+    updated_at: datetime = _timestamp_column()
+
+
+class ConsultationCreate(ConsultationBase):
+    pass
+
+
+class ConsultationUpdate(SQLModel):
+    patient: RecordId | None = None
+    cabinet: RecordId | None = None
+    date: When | None = None
+    diagnosis: Diagnosis | None = None
+    treatment: Treatment | None = None
+
+    _not_null = field_validator(
+        "patient", "cabinet", "date", "diagnosis", "treatment", mode="before"
+    )(_reject_null)
+
+
+class ConsultationPublic(ConsultationBase, Timestamps):
+    pass

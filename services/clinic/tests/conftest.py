@@ -1,0 +1,172 @@
+"""Fixtures of the clinic tests: one real server per backend, a fresh tenant per test.
+
+Tenants are isolated by construction (a schema or a file each), so most tests share one
+server per backend and start from an empty tenant of their own: fast, and as fresh as a new
+database. Tests that need their own database or server use ``backend``/``database_url``.
+"""
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from common.pytest_plugin import (
+    BACKENDS,
+    create_postgres_database,
+    drop_postgres_database,
+    require_postgres,
+)
+from common.testing import TestSigner, serve
+
+from clinic.main import create_app
+from clinic.settings import ClinicSettings
+
+Json = dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def signer() -> TestSigner:
+    return TestSigner()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def shared_backend(request: pytest.FixtureRequest) -> str:
+    """The backend of the shared server (session-scoped twin of ``backend``)."""
+    if request.param == "postgresql":
+        require_postgres()
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def shared_database_url(
+    shared_backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if shared_backend == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('clinic') / 'clinic.sqlite3'}"
+        return
+    url = create_postgres_database("clinic")
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
+def make_settings(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], ClinicSettings]:
+    def make(url: str) -> ClinicSettings:
+        return ClinicSettings(database_url=url, data_dir=tmp_path_factory.mktemp("data"))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def server(
+    shared_database_url: str, signer: TestSigner, make_settings: Callable[[str], ClinicSettings]
+) -> Iterator[str]:
+    """Base URL of a clinic server shared by the tests of one backend."""
+    app = create_app(make_settings(shared_database_url), token_verifier=signer.verifier())
+    with serve(app) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def backend_name(shared_backend: str) -> str:
+    return shared_backend
+
+
+@pytest.fixture
+def new_tenant() -> Callable[[], str]:
+    """Fresh schema names: a brand-new, empty tenant each call."""
+    return lambda: f"t_{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def tenant(new_tenant: Callable[[], str]) -> str:
+    return new_tenant()
+
+
+@pytest.fixture
+def client_for(server: str, signer: TestSigner) -> Iterator[Callable[[str], httpx.Client]]:
+    """HTTP clients of the shared server, authenticated as a user of the given tenant."""
+    clients: list[httpx.Client] = []
+
+    def make(tenant: str) -> httpx.Client:
+        client = httpx.Client(
+            base_url=server, headers=signer.auth_header(tenant=tenant), timeout=30
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def api(client_for: Callable[[str], httpx.Client], tenant: str) -> httpx.Client:
+    """A client of a fresh tenant on the shared server."""
+    return client_for(tenant)
+
+
+def _created(response: httpx.Response) -> Json:
+    assert response.status_code == 201, response.text
+    body: Json = response.json()
+    return body
+
+
+@pytest.fixture
+def make_cabinet() -> Callable[..., Json]:
+    def make(client: httpx.Client, **fields: Any) -> Json:
+        body = {"name": "Cabinet A", "address": "1 Main St", "contact_number": "+33 1 23 45 67"}
+        return _created(client.post("/api/cabinets/", json={**body, **fields}))
+
+    return make
+
+
+@pytest.fixture
+def make_patient() -> Callable[..., Json]:
+    def make(client: httpx.Client, **fields: Any) -> Json:
+        body = {
+            "name": "Ada Lovelace",
+            "birthdate": "1990-12-10",
+            "contact_number": "+44 20 7946 0000",
+            "email": "ada@example.com",
+        }
+        return _created(client.post("/api/patients/", json={**body, **fields}))
+
+    return make
+
+
+@pytest.fixture
+def make_consultation(
+    make_patient: Callable[..., Json], make_cabinet: Callable[..., Json]
+) -> Callable[..., Json]:
+    def make(client: httpx.Client, **fields: Any) -> Json:
+        if "patient" not in fields:
+            fields["patient"] = make_patient(client)["id"]
+        if "cabinet" not in fields:
+            fields["cabinet"] = make_cabinet(client)["id"]
+        body = {"date": "2024-03-01T09:30:00Z", "diagnosis": "Caries", "treatment": "Filling"}
+        return _created(client.post("/api/consultations/", json={**body, **fields}))
+
+    return make
+
+
+@pytest.fixture
+def own_server(
+    signer: TestSigner, make_settings: Callable[[str], ClinicSettings]
+) -> Callable[[str], Any]:
+    """Context manager factory: a server of its own on the given database URL."""
+
+    def start(url: str) -> Any:
+        return serve(create_app(make_settings(url), token_verifier=signer.verifier()))
+
+    return start
+
+
+@pytest.fixture
+def sqlite_tenant_file() -> Callable[[str, str], Path]:
+    def path(url: str, tenant: str) -> Path:
+        return ClinicSettings(database_url=url).sqlite_tenant_dir / f"{tenant}.sqlite3"
+
+    return path
