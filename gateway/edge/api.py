@@ -125,8 +125,18 @@ def health_router(version: str) -> APIRouter:
             )
         )
         services = dict(zip(names, results, strict=True))
-        healthy = all(result["status"] == "pass" for result in results)
-        body = {"status": "pass" if healthy else "fail", "version": version, "services": services}
+        keys = (
+            {"status": "pass"}
+            if request.app.state.keys_loaded
+            else {"status": "fail", "output": "signing keys (JWKS) not loaded from auth yet"}
+        )
+        healthy = keys["status"] == "pass" and all(r["status"] == "pass" for r in results)
+        body = {
+            "status": "pass" if healthy else "fail",
+            "version": version,
+            "services": services,
+            "checks": {"jwks": keys},
+        }
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     @health.get("/health/live/", summary="Liveness: the edge process answers")

@@ -20,10 +20,14 @@ VERSION = version("dentiapro-gateway")
 log = logging.getLogger("dentiapro.edge")
 
 
-async def _prefetch_keys(verifier: TokenVerifier, interval: float) -> None:
-    """Fetch the JWKS at start-up, retrying while auth is still starting (best effort)."""
+async def _prefetch_keys(app: FastAPI, verifier: TokenVerifier, interval: float) -> None:
+    """Fetch the JWKS at start-up, retrying while auth is still starting.
+
+    Until it succeeds the gateway's /health/ fails: the edge could not verify any token.
+    """
     while not await asyncio.to_thread(verifier.refresh_keys):
         await asyncio.sleep(interval)
+    app.state.keys_loaded = True
     log.info("JWKS loaded")
 
 
@@ -45,7 +49,10 @@ def create_app(
             app.state.tenants = TenantDirectory(
                 client, settings.tenants_url, settings.tenant_cache_seconds
             )
-            prefetch = asyncio.create_task(_prefetch_keys(verifier, settings.jwks_refetch_interval))
+            app.state.keys_loaded = False
+            prefetch = asyncio.create_task(
+                _prefetch_keys(app, verifier, settings.jwks_refetch_interval)
+            )
             try:
                 yield
             finally:
