@@ -23,7 +23,7 @@ from auth.models import (
     username_key,
     utcnow,
 )
-from auth.passwords import dummy_hash, hash_password, needs_rehash, verify_password
+from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings
 from auth.tokens import Signer, generate_private_pem
 
@@ -48,12 +48,14 @@ def _tenant_has_members(session: Session, tenant: str) -> bool:
     return session.exec(statement.limit(1)).first() is not None
 
 
-def create_user(*, session: Session, data: UserRegister, tenant: str) -> User:
+def create_user(
+    *, session: Session, data: UserRegister, tenant: str, hasher: PasswordHasher
+) -> User:
     """Register a user in ``tenant``: its first user becomes the active admin, later ones
     are pending staff. Races on the username or on "first" are settled by unique constraints."""
     if get_user_by_username(session=session, username=data.username) is not None:
         raise ValidationFailed({"username": USERNAME_TAKEN})
-    password_hash = hash_password(data.password)
+    password_hash = hasher.hash(data.password)
     founder = not _tenant_has_members(session, tenant)
     while True:
         now = utcnow()
@@ -84,17 +86,19 @@ def create_user(*, session: Session, data: UserRegister, tenant: str) -> User:
         return user
 
 
-def authenticate(*, session: Session, username: str, password: str) -> User | None:
+def authenticate(
+    *, session: Session, username: str, password: str, hasher: PasswordHasher
+) -> User | None:
     """The user these credentials belong to, active or not; ``None`` when they are wrong."""
     user = get_user_by_username(session=session, username=username)
     if user is None:
         # Same Argon2 work as for a real user, so response time does not reveal who exists.
-        verify_password(dummy_hash(), password)
+        hasher.verify_dummy(password)
         return None
-    if not verify_password(user.password_hash, password):
+    if not hasher.verify(user.password_hash, password):
         return None
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+    if hasher.needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
         session.add(user)
         session.commit()
     return user
@@ -135,7 +139,9 @@ def update_user(*, session: Session, user: User, data: UserUpdate, actor: User) 
     return user
 
 
-def ensure_superuser(*, session: Session, username: str, password: str, tenant: str) -> User:
+def ensure_superuser(
+    *, session: Session, username: str, password: str, tenant: str, hasher: PasswordHasher
+) -> User:
     """Create the platform superuser, or bring an existing account of that name up to date."""
     username = normalize_username(username)
     for _ in range(2):
@@ -147,11 +153,11 @@ def ensure_superuser(*, session: Session, username: str, password: str, tenant: 
                 username_key=username_key(username),
                 email="",
                 tenant=tenant,
-                password_hash=hash_password(password),
+                password_hash=hasher.hash(password),
                 date_joined=now,
             )
-        elif not verify_password(user.password_hash, password):
-            user.password_hash = hash_password(password)
+        elif not hasher.verify(user.password_hash, password):
+            user.password_hash = hasher.hash(password)
         user.is_superuser = True
         user.is_active = True
         user.role = Role.ADMIN

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from auth import __version__, crud
 from auth.api import routers
 from auth.db import create_engine, upgrade
+from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings, get_settings
 from auth.tenants_client import TenantsClient
 from auth.tokens import Signer, configured_private_pem
@@ -20,6 +21,11 @@ from auth.tokens import Signer, configured_private_pem
 
 def _start(app: FastAPI, settings: AuthSettings) -> None:
     """Migrate, load the signing key and ensure the superuser, before the first request."""
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_cost,
+        parallelism=settings.argon2_parallelism,
+    )
     engine = create_engine(settings)
     track_engine(engine)
     upgrade(engine)
@@ -31,9 +37,11 @@ def _start(app: FastAPI, settings: AuthSettings) -> None:
                 username=settings.admin_username,
                 password=settings.admin_password.get_secret_value(),
                 tenant=settings.default_tenant,
+                hasher=hasher,
             )
     signer = Signer.from_pem(pem, issuer=settings.jwt_issuer)
     app.state.engine = engine
+    app.state.hasher = hasher
     app.state.signer = signer
     app.state.token_verifier = signer.verifier()
 

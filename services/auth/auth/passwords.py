@@ -5,7 +5,7 @@ from difflib import SequenceMatcher
 from functools import cache
 from importlib.resources import files
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher as Argon2Hasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 MIN_LENGTH = 8
@@ -13,29 +13,34 @@ MAX_SIMILARITY = 0.7
 # Shorter names ("al") occur inside too many good passwords to be worth refusing.
 MIN_CONTAINED_LENGTH = 3
 
-# argon2-cffi's defaults are Argon2id with RFC 9106's low-memory parameters.
-_hasher = PasswordHasher()
 
+class PasswordHasher:
+    """Argon2id hashing with the configured cost (argon2-cffi's defaults are RFC 9106's
+    low-memory profile; tests lower them to stay fast)."""
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    def __init__(self, *, time_cost: int, memory_cost: int, parallelism: int) -> None:
+        self._argon2 = Argon2Hasher(
+            time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
+        )
+        self._dummy: str | None = None
 
+    def hash(self, password: str) -> str:
+        return self._argon2.hash(password)
 
-def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+    def verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._argon2.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._argon2.check_needs_rehash(password_hash)
 
-def needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
-
-
-@cache
-def dummy_hash() -> str:
-    """A hash of nothing anyone knows, verified for unknown users so they cost the same time."""
-    return _hasher.hash("dentiapro-no-such-user")
+    def verify_dummy(self, password: str) -> None:
+        """Spend the work of one verification on nothing (for unknown usernames)."""
+        if self._dummy is None:
+            self._dummy = self._argon2.hash("dentiapro-no-such-user")
+        self.verify(self._dummy, password)
 
 
 @cache

@@ -54,6 +54,17 @@ class AuthSettings(ServiceSettings):
         2.0, gt=0, validation_alias=env("TENANTS_TIMEOUT", "tenants_timeout")
     )
 
+    # Argon2id cost; the defaults are argon2-cffi's (RFC 9106 low-memory: 3 passes, 64 MiB).
+    argon2_time_cost: int = Field(
+        3, ge=1, validation_alias=env("ARGON2_TIME_COST", "argon2_time_cost")
+    )
+    argon2_memory_cost: int = Field(
+        65536, ge=8, validation_alias=env("ARGON2_MEMORY_COST", "argon2_memory_cost")
+    )
+    argon2_parallelism: int = Field(
+        4, ge=1, validation_alias=env("ARGON2_PARALLELISM", "argon2_parallelism")
+    )
+
     @model_validator(mode="after")
     def _default_database_url(self) -> Self:
         if not self.database_url:

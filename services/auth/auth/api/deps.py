@@ -11,6 +11,7 @@ from fastapi import Depends, Header, Request
 
 from auth import crud
 from auth.models import Role, User
+from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings
 from auth.tenants_client import TenantsClient
 from auth.tokens import Signer
@@ -33,6 +34,11 @@ def get_tenants(request: Request) -> TenantsClient:
     return tenants
 
 
+def get_hasher(request: Request) -> PasswordHasher:
+    hasher: PasswordHasher = request.app.state.hasher
+    return hasher
+
+
 def get_verifier(request: Request) -> TokenVerifier:
     verifier: TokenVerifier = request.app.state.token_verifier
     return verifier
@@ -41,6 +47,7 @@ def get_verifier(request: Request) -> TokenVerifier:
 SettingsDep = Annotated[AuthSettings, Depends(get_settings)]
 SignerDep = Annotated[Signer, Depends(get_signer)]
 TenantsDep = Annotated[TenantsClient, Depends(get_tenants)]
+HasherDep = Annotated[PasswordHasher, Depends(get_hasher)]
 VerifierDep = Annotated[TokenVerifier, Depends(get_verifier)]
 
 

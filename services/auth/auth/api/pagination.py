@@ -6,6 +6,7 @@ from typing import Annotated, TypeVar
 
 from common.errors import NotFound
 from fastapi import Depends, Request
+from starlette.datastructures import URL
 
 from auth.models import Page
 
@@ -31,7 +32,7 @@ class PageRequest:
         last = max(1, math.ceil(count / self.size))
         if self.number > last:
             raise NotFound(INVALID_PAGE)
-        url = self.request.url
+        url = client_url(self.request)
         next_url = (
             str(url.include_query_params(page=self.number + 1)) if self.number < last else None
         )
@@ -41,6 +42,16 @@ class PageRequest:
         elif self.number > 2:
             previous_url = str(url.include_query_params(page=self.number - 1))
         return Page(count=count, next=next_url, previous=previous_url, results=results)
+
+
+def client_url(request: Request) -> URL:
+    """The request URL as the client sees it through the gateway (its scheme and host)."""
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
+    return request.url.replace(
+        scheme=proto if proto in ("http", "https") else request.url.scheme,
+        netloc=host or request.headers.get("host") or request.url.netloc,
+    )
 
 
 def get_page_request(request: Request) -> PageRequest:

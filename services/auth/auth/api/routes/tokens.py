@@ -11,6 +11,7 @@ from sqlmodel import Session
 from auth import crud
 from auth.api.deps import (
     ClientAddress,
+    HasherDep,
     RegistrationTenant,
     SettingsDep,
     SignerDep,
@@ -35,9 +36,11 @@ NO_ACTIVE_ACCOUNT = "No active account found with the given credentials"
 
 
 @router.post("/register/", status_code=status.HTTP_201_CREATED, response_model=UserPublic)
-def register(data: UserRegister, session: SessionDep, tenant: RegistrationTenant) -> User:
+def register(
+    data: UserRegister, session: SessionDep, tenant: RegistrationTenant, hasher: HasherDep
+) -> User:
     """Create an account: a tenant's first user becomes its admin, later ones wait for one."""
-    return crud.create_user(session=session, data=data, tenant=tenant)
+    return crud.create_user(session=session, data=data, tenant=tenant, hasher=hasher)
 
 
 def _refuse_login(
@@ -58,6 +61,7 @@ def login(
     signer: SignerDep,
     tenants: TenantsDep,
     address: ClientAddress,
+    hasher: HasherDep,
 ) -> TokenPair:
     """Exchange a username and password for an access and a refresh token."""
     retry_after = crud.login_retry_after(
@@ -66,7 +70,9 @@ def login(
     if retry_after:
         LOGINS.labels("throttled").inc()
         raise Throttled(retry_after)
-    user = crud.authenticate(session=session, username=data.username, password=data.password)
+    user = crud.authenticate(
+        session=session, username=data.username, password=data.password, hasher=hasher
+    )
     if user is None or not user.is_active:
         _refuse_login(session, data.username, address, settings, "bad_credentials")
     if not tenants.is_active(user.tenant):

@@ -1,0 +1,317 @@
+"""POST /api/auth/register/: the first user of a tenant, validation rules, unique usernames."""
+
+import threading
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+Register = Callable[..., httpx.Response]
+StartAuth = Callable[..., httpx.Client]
+
+
+def test_first_user_of_a_tenant_becomes_its_active_admin(
+    client: httpx.Client, register: Register
+) -> None:
+    response = register(client, "alice")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "username", "email", "tenant", "role", "is_active"}
+    assert body["username"] == "alice"
+    assert body["email"] == "alice@example.com"
+    assert body["tenant"] == "public"
+    assert body["role"] == "admin"
+    assert body["is_active"] is True
+    assert isinstance(body["id"], int)
+
+
+def test_superuser_does_not_count_as_the_first_user_of_the_default_tenant(
+    client: httpx.Client,
+    register: Register,
+    login: Callable[..., dict[str, str]],
+    superuser: tuple[str, str],
+) -> None:
+    # The platform superuser lives in the default tenant since start-up.
+    login(client, *superuser)
+
+    assert register(client, "founder").json()["role"] == "admin"
+
+
+def test_later_users_are_pending_staff_who_cannot_log_in(
+    password: str, client: httpx.Client, register: Register
+) -> None:
+    register(client, "alice")
+
+    response = register(client, "bob")
+
+    assert response.status_code == 201
+    assert response.json()["role"] == "staff"
+    assert response.json()["is_active"] is False
+    login = client.post("/api/auth/login/", json={"username": "bob", "password": password})
+    assert login.status_code == 401
+
+
+def test_pending_user_can_log_in_once_the_tenant_admin_activates_it(
+    password: str,
+    client: httpx.Client,
+    register: Register,
+    auth_header: Callable[..., dict[str, str]],
+) -> None:
+    register(client, "alice")
+    bob = register(client, "bob").json()
+    refused = client.post("/api/auth/login/", json={"username": "bob", "password": password})
+    assert refused.status_code == 401
+
+    activated = client.patch(
+        f"/api/auth/users/{bob['id']}/",
+        json={"is_active": True},
+        headers=auth_header(client, "alice"),
+    )
+
+    assert activated.status_code == 200
+    assert activated.json()["is_active"] is True
+    login = client.post("/api/auth/login/", json={"username": "bob", "password": password})
+    assert login.status_code == 200
+
+
+def test_text_fields_are_stored_trimmed(password: str, client: httpx.Client) -> None:
+    response = client.post(
+        "/api/auth/register/",
+        json={"username": "  carol  ", "password": password, "email": " carol@example.com "},
+        headers={"X-Tenant": "public"},
+    )
+
+    assert response.status_code == 201
+    assert response.json()["username"] == "carol"
+    assert response.json()["email"] == "carol@example.com"
+
+
+def test_username_is_unique_case_insensitively(client: httpx.Client, register: Register) -> None:
+    register(client, "Dentist")
+
+    response = register(client, "dENTIST")
+
+    assert response.status_code == 400
+    assert response.json() == {"username": ["A user with that username already exists."]}
+
+
+def test_username_unique_across_unicode_case(client: httpx.Client, register: Register) -> None:
+    assert register(client, "Élodie").status_code == 201
+
+    response = register(client, "éLODIE")
+
+    assert response.status_code == 400
+    assert "username" in response.json()
+
+
+def test_concurrent_registrations_of_one_username_give_exactly_one_201(
+    client: httpx.Client, register: Register
+) -> None:
+    for attempt in range(3):
+        username = f"racer{attempt}"
+        barrier = threading.Barrier(2)
+        statuses: list[int] = []
+        bodies: list[dict[str, list[str]]] = []
+
+        def go(barrier: threading.Barrier = barrier, username: str = username) -> None:
+            with httpx.Client(base_url=client.base_url, timeout=30) as own:
+                barrier.wait()
+                response = register(own, username)
+            statuses.append(response.status_code)
+            bodies.append(response.json())
+
+        threads = [threading.Thread(target=go) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert sorted(statuses) == [201, 400], bodies
+        assert {"username": ["A user with that username already exists."]} in bodies
+
+
+def test_concurrent_first_registrations_make_exactly_one_admin(
+    client: httpx.Client, register: Register
+) -> None:
+    barrier = threading.Barrier(4)
+    roles: list[str] = []
+
+    def go(index: int) -> None:
+        with httpx.Client(base_url=client.base_url, timeout=30) as own:
+            barrier.wait()
+            response = register(own, f"early{index}")
+        assert response.status_code == 201, response.text
+        roles.append(response.json()["role"])
+
+    threads = [threading.Thread(target=go, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(roles) == ["admin", "staff", "staff", "staff"]
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("Ab1!xyz", "This password is too short. It must contain at least 8 characters."),
+        ("83920175", "This password is entirely numeric."),
+        ("password1", "This password is too common."),
+        ("Sunshine1", "This password is too common."),
+        ("molar-specialist", "The password is too similar to the username."),
+        ("MOLAR_SPECIALIST1", "The password is too similar to the username."),
+        ("xx-molarspecialist-xx", "The password is too similar to the username."),
+        ("", "This field may not be blank."),
+    ],
+)
+def test_weak_passwords_are_refused(
+    client: httpx.Client, register: Register, password: str, message: str
+) -> None:
+    response = register(client, "molar_specialist", password=password)
+
+    assert response.status_code == 400
+    assert response.json() == {"password": [message]}
+
+
+def test_password_too_similar_to_the_email_is_refused(
+    client: httpx.Client, register: Register
+) -> None:
+    response = register(client, "zed", password="orthodontia", email="orthodontia@example.com")
+
+    assert response.status_code == 400
+    assert response.json() == {"password": ["The password is too similar to the email address."]}
+
+
+@pytest.mark.parametrize(
+    ("username", "message"),
+    [
+        ("", "This field may not be blank."),
+        ("   ", "This field may not be blank."),
+        (
+            "has space",
+            "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.",
+        ),
+        (
+            "semi;colon",
+            "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.",
+        ),
+        ("x" * 151, "Ensure this field has no more than 150 characters."),
+    ],
+)
+def test_invalid_usernames_are_refused(
+    client: httpx.Client, register: Register, username: str, message: str
+) -> None:
+    response = register(client, username, email="someone@example.com")
+
+    assert response.status_code == 400
+    assert response.json() == {"username": [message]}
+
+
+@pytest.mark.parametrize("username", ["a", "x" * 150, "dr.who+1@clinic-2_b"])
+def test_usernames_django_accepts_are_accepted(
+    client: httpx.Client, register: Register, username: str
+) -> None:
+    response = register(client, username, email="someone@example.com")
+
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    ("email", "message"),
+    [
+        ("not-an-email", "Enter a valid email address."),
+        ("a@b", "Enter a valid email address."),
+        ("  ", "This field may not be blank."),
+    ],
+)
+def test_invalid_emails_are_refused(
+    client: httpx.Client, register: Register, email: str, message: str
+) -> None:
+    response = register(client, "erin", email=email)
+
+    assert response.status_code == 400
+    assert response.json() == {"email": [message]}
+
+
+def test_missing_fields_are_each_reported(client: httpx.Client) -> None:
+    response = client.post("/api/auth/register/", json={}, headers={"X-Tenant": "public"})
+
+    assert response.status_code == 400
+    required = ["This field is required."]
+    assert response.json() == {"username": required, "email": required, "password": required}
+
+
+def test_non_string_field_is_a_400_not_a_422(password: str, client: httpx.Client) -> None:
+    response = client.post(
+        "/api/auth/register/",
+        json={"username": 12, "password": password, "email": "a@example.com"},
+        headers={"X-Tenant": "public"},
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"username": ["Not a valid string."]}
+
+
+def test_malformed_json_is_a_400(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/auth/register/",
+        content=b'{"username": ',
+        headers={"Content-Type": "application/json", "X-Tenant": "public"},
+    )
+
+    assert response.status_code == 400
+    assert "detail" in response.json()
+
+
+def test_wrong_content_type_is_a_415(password: str, client: httpx.Client) -> None:
+    response = client.post(
+        "/api/auth/register/",
+        data={"username": "x", "password": password, "email": "x@example.com"},
+        headers={"X-Tenant": "public"},
+    )
+
+    assert response.status_code == 415
+    assert "detail" in response.json()
+
+
+def test_path_without_trailing_slash_is_served_the_same(
+    password: str, client: httpx.Client
+) -> None:
+    response = client.post(
+        "/api/auth/register",
+        json={"username": "noslash", "password": password, "email": "n@example.com"},
+        headers={"X-Tenant": "public"},
+    )
+
+    assert response.status_code == 201
+
+
+def test_unknown_fields_are_ignored(password: str, client: httpx.Client) -> None:
+    response = client.post(
+        "/api/auth/register/",
+        json={
+            "username": "mallory",
+            "password": password,
+            "email": "m@example.com",
+            "role": "admin",
+            "is_superuser": True,
+            "tenant": "other",
+        },
+        headers={"X-Tenant": "public"},
+    )
+
+    assert response.status_code == 201
+    assert response.json()["tenant"] == "public"
+
+
+def test_registration_password_is_never_returned(
+    password: str, start_auth: StartAuth, register: Register
+) -> None:
+    client = start_auth()
+
+    body = register(client, "quiet").text
+
+    assert password not in body
+    assert "password" not in body
