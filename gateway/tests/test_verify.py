@@ -1,0 +1,196 @@
+"""ForwardAuth ``/verify/``: what the gateway lets through, and the 401s clients receive."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+from common.testing import TestSigner, free_port
+from cryptography.hazmat.primitives import serialization
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _forge(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
+    head = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
+    return f"{head}.{_b64(signature)}"
+
+
+def _verify(url: str, token: str | None, **headers: str) -> httpx.Response:
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.get(f"{url}/verify/", headers=headers, timeout=10)
+
+
+def _token_checks(url: str) -> dict[tuple[str, str], float]:
+    text = httpx.get(f"{url}/metrics/", timeout=10).text
+    counts: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "edge_token_checks":
+            for sample in family.samples:
+                if sample.name == "edge_token_checks_total":
+                    counts[(sample.labels["result"], sample.labels["reason"])] = sample.value
+    return counts
+
+
+def _assert_token_not_valid(response: httpx.Response) -> None:
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["code"] == "token_not_valid"
+
+
+def test_valid_access_token_passes_with_identity_headers_and_empty_body(
+    edge_url: str, signer: TestSigner
+) -> None:
+    token = signer.mint(user_id=42, tenant="public")
+    response = _verify(edge_url, token, **{"X-Request-ID": "client-chosen-id-1"})
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["x-user-id"] == "42"
+    assert response.headers["x-tenant"] == "public"
+    assert response.headers["x-request-id"] == "client-chosen-id-1"
+
+
+def test_invalid_client_request_id_is_replaced_by_a_new_one(
+    edge_url: str, signer: TestSigner
+) -> None:
+    response = _verify(edge_url, signer.mint(), **{"X-Request-ID": "x" * 200})
+    assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
+    assert request_id != "x" * 200
+    assert 0 < len(request_id) <= 128
+
+
+def test_missing_token_is_refused_with_drf_message(edge_url: str) -> None:
+    response = _verify(edge_url, None)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Authentication credentials were not provided."}
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "x-user-id" not in response.headers
+
+
+def test_non_bearer_authorization_is_refused(edge_url: str) -> None:
+    response = httpx.get(
+        f"{edge_url}/verify/", headers={"Authorization": "Basic cm9vdDpyb290"}, timeout=10
+    )
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Authentication credentials were not provided."
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", "eyJhbGciOiJFZERTQSJ9.e30.AAAA"])
+def test_garbage_token_is_refused(edge_url: str, token: str) -> None:
+    _assert_token_not_valid(_verify(edge_url, token))
+
+
+def test_expired_token_is_refused(edge_url: str, signer: TestSigner) -> None:
+    response = _verify(edge_url, signer.mint(lifetime=-30))
+    _assert_token_not_valid(response)
+    assert response.json()["detail"] == "Token is expired"
+
+
+def test_refresh_token_is_not_an_access_token(edge_url: str, signer: TestSigner) -> None:
+    response = _verify(edge_url, signer.mint(token_type="refresh"))
+    _assert_token_not_valid(response)
+    assert response.json()["detail"] == "Token has wrong type"
+
+
+def test_token_signed_by_another_key_with_the_same_kid_is_refused(
+    edge_url: str, signer: TestSigner
+) -> None:
+    impostor = TestSigner(kid=signer.kid)
+    _assert_token_not_valid(_verify(edge_url, impostor.mint()))
+
+
+def test_token_with_unknown_kid_is_refused(edge_url: str) -> None:
+    _assert_token_not_valid(_verify(edge_url, TestSigner().mint()))
+
+
+def test_alg_none_token_is_refused(edge_url: str, signer: TestSigner) -> None:
+    token = _forge({"alg": "none", "typ": "JWT", "kid": signer.kid}, signer.claims())
+    _assert_token_not_valid(_verify(edge_url, token))
+
+
+def test_hs256_signed_with_the_public_key_is_refused(edge_url: str, signer: TestSigner) -> None:
+    public = signer.private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "typ": "JWT", "kid": signer.kid}
+    unsigned = _forge(header, signer.claims()).rsplit(".", 1)[0]
+    signature = hmac.new(public, unsigned.encode(), hashlib.sha256).digest()
+    _assert_token_not_valid(_verify(edge_url, f"{unsigned}.{_b64(signature)}"))
+
+
+def test_tampered_claims_are_refused(edge_url: str, signer: TestSigner) -> None:
+    header, _, signature = signer.mint(user_id=7).split(".")
+    claims = signer.claims(user_id=1, is_superuser=True)
+    tampered = f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
+    _assert_token_not_valid(_verify(edge_url, tampered))
+
+
+def test_token_of_unknown_tenant_is_refused(edge_url: str, signer: TestSigner) -> None:
+    response = _verify(edge_url, signer.mint(tenant="nosuchtenant"))
+    _assert_token_not_valid(response)
+    assert response.json()["detail"] == "Token's tenant is no longer active."
+
+
+def test_deleted_tenant_is_refused_once_the_cached_answer_expires(
+    make_edge: Any, signer: TestSigner, tenants_url: str, superuser_headers: dict[str, str]
+) -> None:
+    schema = f"t{free_port()}"
+    created = httpx.post(
+        f"{tenants_url}/api/tenants/",
+        json={"name": "Doomed", "schema_name": schema, "domain_url": f"{schema}.example.com"},
+        headers=superuser_headers,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    token = signer.mint(tenant=schema)
+    with make_edge(tenant_cache_seconds=1.0) as url:
+        assert _verify(url, token).status_code == 200
+        deleted = httpx.delete(
+            f"{tenants_url}/api/tenants/{created.json()['id']}/",
+            headers=superuser_headers,
+            timeout=10,
+        )
+        assert deleted.status_code == 204
+        # Within the cache lifetime the earlier answer stands ...
+        assert _verify(url, token).status_code == 200
+        # ... and after it the tenant's tokens stop working.
+        time.sleep(1.1)
+        _assert_token_not_valid(_verify(url, token))
+
+
+def test_tenants_service_unreachable_without_cached_answer_is_503(
+    make_edge: Any, signer: TestSigner
+) -> None:
+    with make_edge(tenants_url=f"http://127.0.0.1:{free_port()}") as url:
+        response = _verify(url, signer.mint())
+    assert response.status_code == 503
+    assert response.json() == {"detail": "Tenant registry unavailable, try again shortly."}
+
+
+def test_token_checks_are_counted_by_result_and_reason(edge_url: str, signer: TestSigner) -> None:
+    before = _token_checks(edge_url)
+    _verify(edge_url, signer.mint())
+    _verify(edge_url, None)
+    _verify(edge_url, "garbage")
+    _verify(edge_url, signer.mint(lifetime=-30))
+    _verify(edge_url, signer.mint(token_type="refresh"))
+    _verify(edge_url, signer.mint(tenant="nosuchtenant"))
+    after = _token_checks(edge_url)
+    for key in [
+        ("ok", "valid"),
+        ("denied", "missing"),
+        ("denied", "invalid"),
+        ("denied", "expired"),
+        ("denied", "wrong_type"),
+        ("denied", "inactive_tenant"),
+    ]:
+        assert after.get(key, 0) - before.get(key, 0) >= 1, key
