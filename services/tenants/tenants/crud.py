@@ -199,7 +199,9 @@ def create_tenant(*, session: Session, data: TenantCreate, default_schema: str) 
         errors["schema_name"] = reserved
     if errors:
         raise ValidationFailed(errors)
-    tenant = _save(session, Tenant.model_validate(data), check_schema=True)
+    now = utcnow()
+    tenant = Tenant.model_validate(data, update={"created_at": now, "updated_at": now})
+    tenant = _save(session, tenant, check_schema=True)
     TENANT_CHANGES.labels("created").inc()
     log.info("tenant %s created", tenant.schema_name)
     return tenant
@@ -242,7 +244,10 @@ def ensure_default_tenant(*, session: Session, schema_name: str, name: str, doma
     existing = get_tenant_by_schema_name(session=session, schema_name=schema_name)
     if existing is not None:
         return existing
-    tenant = Tenant(name=name, schema_name=schema_name, domain_url=domain)
+    now = utcnow()
+    tenant = Tenant(
+        name=name, schema_name=schema_name, domain_url=domain, created_at=now, updated_at=now
+    )
     session.add(tenant)
     try:
         session.commit()

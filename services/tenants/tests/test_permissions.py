@@ -1,0 +1,105 @@
+"""Every /api/tenants/ route: 401 without or with a bad token, 403 for a non-superuser."""
+
+import time
+
+import httpx
+import pytest
+from common.testing import TestSigner
+
+BODY = {"name": "Nope", "schema_name": "nope_schema", "domain_url": "nope.test"}
+ROUTES = [
+    ("GET", "/api/tenants/"),
+    ("POST", "/api/tenants/"),
+    ("GET", "/api/tenants/{id}/"),
+    ("PUT", "/api/tenants/{id}/"),
+    ("PATCH", "/api/tenants/{id}/"),
+    ("DELETE", "/api/tenants/{id}/"),
+    # A missing or non-numeric id must not reveal anything before authentication.
+    ("GET", "/api/tenants/987654321/"),
+    ("GET", "/api/tenants/abc/"),
+]
+NOT_PROVIDED = {"detail": "Authentication credentials were not provided."}
+
+
+@pytest.fixture
+def target(new_tenant: object) -> int:
+    tenant = new_tenant()  # type: ignore[operator]
+    return int(tenant["id"])
+
+
+def call(
+    client: httpx.Client, method: str, path: str, target: int, **kwargs: object
+) -> httpx.Response:
+    json = BODY if method in ("POST", "PUT", "PATCH") else None
+    return client.request(method, path.format(id=target), json=json, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_route_without_token_is_a_401(
+    anonymous: httpx.Client, api: httpx.Client, target: int, method: str, path: str
+) -> None:
+    response = call(anonymous, method, path, target)
+    assert response.status_code == 401
+    assert response.json() == NOT_PROVIDED
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert api.get(f"/api/tenants/{target}/").status_code == 200  # nothing changed
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_route_with_non_superuser_token_is_a_403(
+    anonymous: httpx.Client,
+    api: httpx.Client,
+    user_headers: dict[str, str],
+    target: int,
+    method: str,
+    path: str,
+) -> None:
+    response = call(anonymous, method, path, target, headers=user_headers)
+    assert response.status_code == 403
+    assert response.json() == {"detail": "You do not have permission to perform this action."}
+    assert api.get(f"/api/tenants/{target}/").json()["name"] != "Nope"
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_route_with_invalid_token_is_a_401(
+    anonymous: httpx.Client, target: int, method: str, path: str
+) -> None:
+    forged = TestSigner().mint(is_superuser=True)  # a key the service does not trust
+    response = call(anonymous, method, path, target, headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_not_valid"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    ("claims", "detail"),
+    [
+        ({"lifetime": -5}, "Token is expired"),
+        ({"token_type": "refresh"}, "Token has wrong type"),
+    ],
+)
+def test_expired_or_refresh_superuser_token_is_a_401(
+    anonymous: httpx.Client, signer: TestSigner, claims: dict[str, object], detail: str
+) -> None:
+    token = signer.mint(is_superuser=True, **claims)  # type: ignore[arg-type]
+    response = anonymous.get("/api/tenants/", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json() == {"detail": detail, "code": "token_not_valid"}
+
+
+def test_garbage_bearer_token_is_a_401(anonymous: httpx.Client) -> None:
+    response = anonymous.get("/api/tenants/", headers={"Authorization": "Bearer not.a.jwt"})
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_not_valid"
+
+
+def test_superuser_of_any_tenant_claim_is_allowed(
+    anonymous: httpx.Client, signer: TestSigner
+) -> None:
+    headers = signer.auth_header(is_superuser=True, tenant="public", user_id=int(time.time()))
+    assert anonymous.get("/api/tenants/", headers=headers).status_code == 200
+
+
+def test_resolve_needs_no_token(anonymous: httpx.Client) -> None:
+    response = anonymous.get("/internal/tenants/resolve/", params={"schema_name": "public"})
+    assert response.status_code == 200

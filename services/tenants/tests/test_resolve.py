@@ -1,0 +1,109 @@
+"""GET /internal/tenants/resolve/: what auth and the edge ask about a tenant."""
+
+from typing import Any
+
+import httpx
+import pytest
+
+TenantFactory = Any
+RESOLVED = {"id", "name", "schema_name", "domain_url", "is_active"}
+ONE_PARAMETER = {
+    "non_field_errors": ["Give exactly one of the schema_name or domain query parameters."]
+}
+
+
+def resolve(client: httpx.Client, **params: str) -> httpx.Response:
+    return client.get("/internal/tenants/resolve/", params=params)
+
+
+def test_resolve_by_schema_name(anonymous: httpx.Client, new_tenant: TenantFactory) -> None:
+    tenant = new_tenant()
+    response = resolve(anonymous, schema_name=tenant["schema_name"])
+    assert response.status_code == 200
+    assert response.json() == {
+        "id": tenant["id"],
+        "name": tenant["name"],
+        "schema_name": tenant["schema_name"],
+        "domain_url": tenant["domain_url"],
+        "is_active": True,
+    }
+
+
+def test_resolve_by_domain_ignores_case_and_port(
+    anonymous: httpx.Client, new_tenant: TenantFactory
+) -> None:
+    tenant = new_tenant()
+    for domain in (
+        tenant["domain_url"],
+        tenant["domain_url"].upper(),
+        f"{tenant['domain_url']}:8000",
+    ):
+        response = resolve(anonymous, domain=domain)
+        assert response.status_code == 200, domain
+        assert response.json()["id"] == tenant["id"]
+        assert response.json()["is_active"] is True
+
+
+def test_resolve_default_tenant(anonymous: httpx.Client) -> None:
+    by_domain = resolve(anonymous, domain="localhost:8000").json()
+    by_schema = resolve(anonymous, schema_name="public").json()
+    assert by_domain == by_schema
+    assert set(by_domain) == RESOLVED
+    assert by_domain["schema_name"] == "public"
+    assert by_domain["is_active"] is True
+
+
+def test_resolve_deleted_tenant_by_schema_name_is_inactive(
+    api: httpx.Client, anonymous: httpx.Client, new_tenant: TenantFactory
+) -> None:
+    tenant = new_tenant()
+    assert api.delete(f"/api/tenants/{tenant['id']}/").status_code == 204
+    response = resolve(anonymous, schema_name=tenant["schema_name"])
+    assert response.status_code == 200
+    assert response.json()["is_active"] is False
+    assert response.json()["id"] == tenant["id"]
+
+
+def test_resolve_deleted_tenant_by_domain_is_a_404(
+    api: httpx.Client, anonymous: httpx.Client, new_tenant: TenantFactory
+) -> None:
+    tenant = new_tenant()
+    assert api.delete(f"/api/tenants/{tenant['id']}/").status_code == 204
+    response = resolve(anonymous, domain=tenant["domain_url"])
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_resolve_domain_reused_after_delete_finds_the_live_tenant(
+    api: httpx.Client, anonymous: httpx.Client, new_tenant: TenantFactory, unique: str
+) -> None:
+    old = new_tenant()
+    assert api.delete(f"/api/tenants/{old['id']}/").status_code == 204
+    new = new_tenant(schema_name=f"newer_{unique}", domain_url=old["domain_url"])
+    assert resolve(anonymous, domain=old["domain_url"]).json()["id"] == new["id"]
+
+
+@pytest.mark.parametrize(
+    "params", [{"schema_name": "no_such_tenant"}, {"domain": "no-such-tenant.example.com"}]
+)
+def test_resolve_unknown_tenant_is_a_404(anonymous: httpx.Client, params: dict[str, str]) -> None:
+    response = resolve(anonymous, **params)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"schema_name": ""}, {"domain": "  "}, {"schema_name": "public", "domain": "localhost"}],
+)
+def test_resolve_needs_exactly_one_parameter(
+    anonymous: httpx.Client, params: dict[str, str]
+) -> None:
+    response = resolve(anonymous, **params)
+    assert response.status_code == 400
+    assert response.json() == ONE_PARAMETER
+
+
+def test_resolve_without_trailing_slash(anonymous: httpx.Client) -> None:
+    response = anonymous.get("/internal/tenants/resolve", params={"schema_name": "public"})
+    assert response.status_code == 200
