@@ -29,13 +29,13 @@ def test_get_cabinet_returns_it(api: httpx.Client, make_cabinet: Callable[..., J
 
 
 def test_path_without_trailing_slash_is_served_identically(
-    api: httpx.Client, make_cabinet: Callable[..., Json]
+    fresh_api: httpx.Client, make_cabinet: Callable[..., Json]
 ) -> None:
-    cabinet = make_cabinet(api)
-    response = api.get(f"/api/cabinets/{cabinet['id']}")
+    cabinet = make_cabinet(fresh_api)
+    response = fresh_api.get(f"/api/cabinets/{cabinet['id']}")
     assert response.status_code == 200
     assert response.json() == cabinet
-    assert api.get("/api/cabinets").json()["count"] == 1
+    assert fresh_api.get("/api/cabinets").json()["count"] == 1
 
 
 def test_put_cabinet_replaces_every_field(
@@ -188,7 +188,5 @@ def test_non_object_body_is_400(api: httpx.Client) -> None:
 
 
 def test_wrong_content_type_is_415(api: httpx.Client) -> None:
-    response = api.post(
-        "/api/cabinets/", content=b"name=x", headers={"Content-Type": "text/plain"}
-    )
+    response = api.post("/api/cabinets/", content=b"name=x", headers={"Content-Type": "text/plain"})
     assert response.status_code == 415
