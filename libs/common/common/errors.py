@@ -201,7 +201,10 @@ async def _database_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s", _route(request), exc_info=exc)
-    return _json(500, {"detail": "Internal server error."})
+    # Starlette answers this one outside every middleware, so the request id is added here.
+    request_id = getattr(request.state, "request_id", None)
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return _json(500, {"detail": "Internal server error."}, headers)
 
 
 def _route(request: Request) -> str:
