@@ -18,16 +18,15 @@ from typing import Any
 
 import httpx
 import pytest
-from common.pytest_plugin import DatabaseUrlFactory
-from common.testing import free_port, serve
-from sqlmodel import Session
-
 from auth import crud
 from auth.db import create_engine, upgrade
 from auth.main import create_app
 from auth.models import Role, User
 from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings
+from common.pytest_plugin import DatabaseUrlFactory
+from common.testing import free_port, serve
+from sqlmodel import Session
 
 ADMIN_USERNAME = "platform-root"
 ADMIN_PASSWORD = "root-test-password-1"

@@ -1,0 +1,259 @@
+"""POST /api/auth/login/: credentials, simplejwt's words, throttling of failures."""
+
+import statistics
+import time
+from collections.abc import Callable
+
+import httpx
+import jwt
+from auth.models import Role, User
+
+StartAuth = Callable[..., httpx.Client]
+MakeUser = Callable[..., User]
+NO_ACCOUNT = {"detail": "No active account found with the given credentials"}
+
+
+def _login(client: httpx.Client, username: str, password: str, **kwargs: object) -> httpx.Response:
+    return client.post(
+        "/api/auth/login/", json={"username": username, "password": password}, **kwargs
+    )
+
+
+def _metric(client: httpx.Client, line_prefix: str) -> float:
+    for line in client.get("/metrics/").text.splitlines():
+        if line.startswith(line_prefix):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_login_returns_an_access_and_a_refresh_token_with_the_documented_claims(
+    client: httpx.Client, make_user: MakeUser, password: str
+) -> None:
+    user = make_user("dana", tenant="public", role=Role.ADMIN)
+
+    response = _login(client, "dana", password)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"access", "refresh"}
+    header = jwt.get_unverified_header(body["access"])
+    assert header["alg"] == "EdDSA"
+    assert header["kid"] == client.get("/api/auth/jwks/").json()["keys"][0]["kid"]
+    access = jwt.decode(body["access"], options={"verify_signature": False})
+    assert set(access) == {
+        "sub", "user_id", "username", "tenant", "is_superuser", "role",
+        "token_type", "jti", "iat", "exp", "iss",
+    }  # fmt: skip
+    assert access["sub"] == str(user.id)
+    assert access["user_id"] == user.id
+    assert access["username"] == "dana"
+    assert access["tenant"] == "public"
+    assert access["is_superuser"] is False
+    assert access["role"] == "admin"
+    assert access["token_type"] == "access"
+    assert access["iss"] == "dentiapro-auth"
+    assert access["exp"] - access["iat"] == 300
+    refresh = jwt.decode(body["refresh"], options={"verify_signature": False})
+    assert refresh["token_type"] == "refresh"
+    assert refresh["exp"] - refresh["iat"] == 86400
+    assert refresh["jti"] != access["jti"]
+
+
+def test_token_lifetimes_follow_the_settings(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    client = start_auth(access_token_lifetime=60, refresh_token_lifetime=600)
+    make_user("eve")
+
+    body = _login(client, "eve", password).json()
+
+    access = jwt.decode(body["access"], options={"verify_signature": False})
+    refresh = jwt.decode(body["refresh"], options={"verify_signature": False})
+    assert access["exp"] - access["iat"] == 60
+    assert refresh["exp"] - refresh["iat"] == 600
+
+
+def test_username_is_matched_case_insensitively(
+    client: httpx.Client, make_user: MakeUser, password: str
+) -> None:
+    make_user("Frank")
+
+    assert _login(client, "fRANK", password).status_code == 200
+
+
+def test_wrong_password_is_a_401_in_simplejwt_words(
+    client: httpx.Client, make_user: MakeUser
+) -> None:
+    make_user("gina")
+
+    response = _login(client, "gina", "not-her-password")
+
+    assert response.status_code == 401
+    assert response.json() == NO_ACCOUNT
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_unknown_user_gets_the_same_401(client: httpx.Client) -> None:
+    response = _login(client, "nobody", "whatever-password")
+
+    assert response.status_code == 401
+    assert response.json() == NO_ACCOUNT
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_inactive_user_with_the_right_password_gets_the_same_401(
+    client: httpx.Client, make_user: MakeUser, password: str
+) -> None:
+    make_user("hank", is_active=False)
+
+    response = _login(client, "hank", password)
+
+    assert response.status_code == 401
+    assert response.json() == NO_ACCOUNT
+
+
+def test_missing_or_blank_fields_are_a_400(client: httpx.Client) -> None:
+    required = ["This field is required."]
+    cases = [
+        ({"password": "x"}, {"username": required}),
+        ({"username": "x"}, {"password": required}),
+        ({}, {"username": required, "password": required}),
+        ({"username": "", "password": "x"}, {"username": ["This field may not be blank."]}),
+        ({"username": "x", "password": "   "}, {"password": ["This field may not be blank."]}),
+    ]
+    for body, errors in cases:
+        response = client.post("/api/auth/login/", json=body)
+
+        assert response.status_code == 400, body
+        assert response.json() == errors, body
+
+
+def test_a_body_that_is_not_an_object_is_a_400(client: httpx.Client) -> None:
+    response = client.post("/api/auth/login/", json=["user", "pass"])
+
+    assert response.status_code == 400
+
+
+def test_unknown_user_costs_the_same_argon2_work_as_a_known_one(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    # Production Argon2 cost here: with cheap hashing the difference would drown in noise.
+    client = start_auth(argon2_time_cost=2, argon2_memory_cost=32768, argon2_parallelism=1)
+    client.post("/api/auth/register/", json={
+        "username": "ivan", "password": password, "email": "ivan@example.com"
+    }, headers={"X-Tenant": "public"})  # fmt: skip
+
+    def timed(username: str) -> float:
+        started = time.perf_counter()
+        assert _login(client, username, "wrong-password-123").status_code == 401
+        return time.perf_counter() - started
+
+    timed("nobody")  # the dummy hash is made on first use
+    known = statistics.median(timed("ivan") for _ in range(3))
+    unknown = statistics.median(timed("nobody") for _ in range(3))
+    assert unknown > known * 0.5, (known, unknown)
+
+
+def test_logins_are_counted_by_result(
+    client: httpx.Client, make_user: MakeUser, password: str
+) -> None:
+    make_user("judy")
+    success = _metric(client, 'auth_logins_total{result="success"}')
+    failed = _metric(client, 'auth_logins_total{result="bad_credentials"}')
+    issued = _metric(client, 'auth_tokens_issued_total{token_type="access"}')
+
+    _login(client, "judy", password)
+    _login(client, "judy", "wrong-password-1")
+
+    assert _metric(client, 'auth_logins_total{result="success"}') == success + 1
+    assert _metric(client, 'auth_logins_total{result="bad_credentials"}') == failed + 1
+    assert _metric(client, 'auth_tokens_issued_total{token_type="access"}') == issued + 1
+
+
+# ---- throttling ---------------------------------------------------------------------------
+
+
+def test_ten_failures_lock_a_username_at_the_default_limits(
+    client: httpx.Client, make_user: MakeUser, password: str
+) -> None:
+    make_user("kim")
+    for attempt in range(10):
+        assert _login(client, "kim", f"wrong-{attempt}-pass").status_code == 401
+
+    response = _login(client, "KIM", password)
+
+    assert response.status_code == 429
+    assert response.json() == {
+        "detail": f"Request was throttled. Expected available in {response.headers['Retry-After']} seconds."
+    }
+    assert 295 <= int(response.headers["Retry-After"]) <= 300
+
+
+def test_throttle_lifts_when_the_window_passes(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    client = start_auth(login_failure_window=2, login_failures_per_username=3)
+    make_user("leo")
+    for _ in range(3):
+        assert _login(client, "leo", "wrong-password-9").status_code == 401
+
+    throttled = _login(client, "leo", password)
+    assert throttled.status_code == 429
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 2
+    time.sleep(2.1)
+
+    assert _login(client, "leo", password).status_code == 200
+
+
+def test_successful_logins_do_not_count_towards_the_limit(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    client = start_auth(login_failures_per_username=3)
+    make_user("mia")
+
+    for _ in range(5):
+        assert _login(client, "mia", password).status_code == 200
+    _login(client, "mia", "wrong-password-9")
+
+    assert _login(client, "mia", password).status_code == 200
+
+
+def test_failures_from_one_address_are_limited_across_usernames(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    client = start_auth(login_failures_per_address=3, login_failures_per_username=100)
+    make_user("nina")
+    attacker = {"X-Forwarded-For": "203.0.113.7"}
+    for index in range(3):
+        assert _login(client, f"guess{index}", "x-password", headers=attacker).status_code == 401
+
+    blocked = _login(client, "nina", password, headers=attacker)
+    elsewhere = _login(client, "nina", password, headers={"X-Forwarded-For": "198.51.100.2"})
+
+    assert blocked.status_code == 429
+    assert "Retry-After" in blocked.headers
+    assert elsewhere.status_code == 200
+
+
+def test_throttling_is_shared_by_replicas(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    first = start_auth(login_failures_per_username=3)
+    second = start_auth(login_failures_per_username=3)
+    make_user("omar")
+    for replica in (first, second, first):
+        assert _login(replica, "omar", "wrong-password-9").status_code == 401
+
+    assert _login(second, "omar", password).status_code == 429
+
+
+def test_throttled_logins_are_counted(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    client = start_auth(login_failures_per_username=1)
+    make_user("pia")
+    before = _metric(client, 'auth_logins_total{result="throttled"}')
+    _login(client, "pia", "wrong-password-9")
+
+    assert _login(client, "pia", password).status_code == 429
+    assert _metric(client, 'auth_logins_total{result="throttled"}') == before + 1
