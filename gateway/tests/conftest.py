@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -23,6 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import system
 
 EdgeFactory = Callable[..., AbstractContextManager[str]]
+
+
+@pytest.fixture(scope="session")
+def launcher() -> ModuleType:
+    """scripts/system.py: the process launcher of ``make run`` and the end-to-end tests."""
+    return system
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,257 @@
+"""The committed Traefik configuration, loaded by the real Traefik binary.
+
+Traefik runs on free ports with the files in gateway/traefik/ (rendered by scripts/system.py,
+as ``make run`` does). Behind it: the edge, a real tenants service, the tests' JWKS server as
+auth, and for clinic a port where nothing listens.
+"""
+
+import time
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+from common.testing import TestSigner, free_port
+from prometheus_client.parser import text_string_to_metric_families
+
+EXPECTED_ROUTERS = {
+    "auth-public",
+    "auth-protected",
+    "clinic",
+    "tenants",
+    "health",
+    "metrics",
+    "not-found",
+}
+EXPECTED_MIDDLEWARES = {
+    "protected",
+    "auth-public",
+    "auth-protected",
+    "verify-token",
+    "body-limit",
+    "auth-rate-limit",
+    "gateway-errors",
+    "auth-errors",
+    "not-found",
+}
+EXPECTED_SERVICES = {"auth", "clinic", "tenants", "edge"}
+TWO_MIB = b"x" * (2 * 1024 * 1024)
+
+
+class Gateway:
+    def __init__(self, processes: Any) -> None:
+        self.processes = processes
+        self.url: str = processes.gateway_url
+        self.api: str = processes.traefik_api_url
+
+    def file_objects(self, kind: str) -> dict[str, dict[str, Any]]:
+        """Routers, middlewares or services of the file provider, as Traefik's API reports them."""
+        entries = httpx.get(f"{self.api}/api/http/{kind}", params={"per_page": 100}, timeout=5)
+        return {
+            entry["name"].removesuffix("@file"): entry
+            for entry in entries.json()
+            if entry["name"].endswith("@file")
+        }
+
+
+@pytest.fixture(scope="module")
+def start_gateway(
+    tmp_path_factory: pytest.TempPathFactory,
+    launcher: ModuleType,
+    edge_url: str,
+    tenants_url: str,
+    auth_url: str,
+) -> Iterator[Callable[..., Gateway]]:
+    """``start_gateway(**env)``: a Traefik process with the committed configuration."""
+    started: list[Any] = []
+
+    def start(**extra_env: str) -> Gateway:
+        base = tmp_path_factory.mktemp("traefik")
+        env = {
+            "AUTH_URL": auth_url,
+            "CLINIC_URL": f"http://127.0.0.1:{free_port()}",
+            "TENANTS_URL": tenants_url,
+            "EDGE_URL": edge_url,
+            "GATEWAY_AUTH_RATE_AVERAGE": "1000",
+            "GATEWAY_AUTH_RATE_BURST": "1000",
+            **extra_env,
+        }
+        processes = launcher.System(
+            ports=launcher.Ports.free(), data_dir=base, env=env, log_dir=base / "logs"
+        )
+        started.append(processes)
+        processes.start_process("traefik")
+        gateway = Gateway(processes)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if set(gateway.file_objects("routers")) >= EXPECTED_ROUTERS:
+                    return gateway
+            except (httpx.HTTPError, ValueError):  # not listening, or API not up yet
+                pass
+            assert time.monotonic() < deadline, processes.log_tail("traefik")
+            time.sleep(0.1)
+
+    yield start
+    for processes in started:
+        processes.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    start_gateway: Callable[..., Gateway], make_edge: Any, wait_for_keys: Any
+) -> Iterator[Gateway]:
+    """Traefik with an edge of its own; clinic is down for both."""
+    clinic_down = f"http://127.0.0.1:{free_port()}"
+    with make_edge(clinic_url=clinic_down) as edge_url:
+        wait_for_keys(edge_url)
+        yield start_gateway(CLINIC_URL=clinic_down, EDGE_URL=edge_url)
+
+
+def test_every_router_is_enabled_without_errors(gateway: Gateway) -> None:
+    routers = gateway.file_objects("routers")
+    assert set(routers) >= EXPECTED_ROUTERS
+    for name in EXPECTED_ROUTERS:
+        assert routers[name]["status"] == "enabled", routers[name]
+        assert not routers[name].get("error"), routers[name]
+        assert routers[name]["entryPoints"] == ["web"]
+
+
+def test_every_middleware_and_service_is_enabled_without_errors(gateway: Gateway) -> None:
+    middlewares = gateway.file_objects("middlewares")
+    services = gateway.file_objects("services")
+    assert set(middlewares) >= EXPECTED_MIDDLEWARES
+    assert set(services) >= EXPECTED_SERVICES
+    for entry in [*middlewares.values(), *services.values()]:
+        assert entry["status"] == "enabled", entry
+        assert not entry.get("error"), entry
+
+
+def test_protected_routers_use_forward_auth_to_the_edge(gateway: Gateway) -> None:
+    routers = gateway.file_objects("routers")
+    for name in ("clinic", "tenants", "auth-protected"):
+        assert routers[name]["middlewares"][0] in {"protected@file", "auth-protected@file"}
+    verify = gateway.file_objects("middlewares")["verify-token"]["forwardAuth"]
+    edge = gateway.processes.env["EDGE_URL"]
+    assert verify["address"] == f"{edge}/verify/"
+    assert set(verify["authResponseHeaders"]) == {"X-User-Id", "X-Tenant", "X-Request-ID"}
+
+
+def test_service_urls_come_from_the_environment(gateway: Gateway, tenants_url: str) -> None:
+    tenants = gateway.file_objects("services")["tenants"]
+    assert tenants["loadBalancer"]["servers"] == [{"url": tenants_url}]
+
+
+def test_protected_route_reaches_the_service_with_a_valid_token(
+    gateway: Gateway, superuser_headers: dict[str, str]
+) -> None:
+    response = httpx.get(f"{gateway.url}/api/tenants/", headers=superuser_headers, timeout=10)
+    assert response.status_code == 200, response.text
+    assert "public" in {tenant["schema_name"] for tenant in response.json()["results"]}
+
+
+def test_protected_route_without_token_gets_the_edges_401(gateway: Gateway) -> None:
+    response = httpx.get(f"{gateway.url}/api/tenants/", timeout=10)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Authentication credentials were not provided."}
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_services_see_the_clients_host_and_traefiks_scheme(
+    gateway: Gateway, superuser_headers: dict[str, str]
+) -> None:
+    headers = {**superuser_headers, "Host": "clinic-b.localhost", "X-Forwarded-Proto": "https"}
+    response = httpx.get(
+        f"{gateway.url}/api/tenants/", params={"page_size": 1}, headers=headers, timeout=10
+    )
+    assert response.status_code == 200
+    next_page = response.json()["next"]
+    if next_page is not None:  # at least two tenants exist when other tests ran first
+        # Host as the client sent it; the client's X-Forwarded-Proto is not trusted.
+        assert next_page.startswith("http://clinic-b.localhost/api/tenants/")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/patientsXYZ", "/api/tenantsX/", "/internal/tenants/resolve/?schema_name=public", "/"],
+)
+def test_unrouted_paths_are_a_json_404(gateway: Gateway, path: str) -> None:
+    response = httpx.get(f"{gateway.url}{path}", timeout=10)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_unrouted_post_is_a_json_404(gateway: Gateway) -> None:
+    response = httpx.post(f"{gateway.url}/api/patientsXYZ/", content=b"text", timeout=10)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize("path", ["/api/tenants/", "/api/auth/login/"])
+def test_body_over_one_mib_is_a_json_413(
+    gateway: Gateway, superuser_headers: dict[str, str], path: str
+) -> None:
+    headers = {**superuser_headers, "Content-Type": "application/json"}
+    response = httpx.post(f"{gateway.url}{path}", content=TWO_MIB, headers=headers, timeout=30)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large (limit 1 MiB)."}
+
+
+def test_service_down_is_a_json_5xx(gateway: Gateway, signer: TestSigner) -> None:
+    response = httpx.get(f"{gateway.url}/api/patients/", headers=signer.auth_header(), timeout=10)
+    assert response.status_code in {502, 503}
+    assert response.json()["detail"] in {
+        "Bad gateway: the service is unreachable.",
+        "Service unavailable, try again shortly.",
+    }
+
+
+def test_health_is_the_edges_aggregate_naming_the_failing_service(gateway: Gateway) -> None:
+    response = httpx.get(f"{gateway.url}/health/", timeout=10)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["services"]["clinic"]["status"] == "fail"
+    assert body["services"]["tenants"]["status"] == "pass"
+
+
+def test_client_request_id_is_echoed(gateway: Gateway, superuser_headers: dict[str, str]) -> None:
+    headers = {**superuser_headers, "X-Request-ID": "trace-me-123"}
+    response = httpx.get(f"{gateway.url}/api/tenants/", headers=headers, timeout=10)
+    assert response.headers["x-request-id"] == "trace-me-123"
+    missing = httpx.get(f"{gateway.url}/api/nothing/", headers=headers, timeout=10)
+    assert missing.headers["x-request-id"] == "trace-me-123"
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/"])
+def test_metrics_are_traefiks_prometheus_text_with_router_labels(
+    gateway: Gateway, superuser_headers: dict[str, str], path: str
+) -> None:
+    httpx.get(f"{gateway.url}/api/tenants/", headers=superuser_headers, timeout=10)
+    response = httpx.get(f"{gateway.url}{path}", timeout=10)
+    assert response.status_code == 200
+    families = {family.name: family for family in text_string_to_metric_families(response.text)}
+    routers = {
+        sample.labels.get("router") for sample in families["traefik_router_requests"].samples
+    }
+    assert "tenants@file" in routers
+    buckets = {
+        sample.labels["le"]
+        for sample in families["traefik_router_request_duration_seconds"].samples
+        if "le" in sample.labels
+    }
+    assert "0.001" in buckets
+
+
+def test_traefik_api_is_not_served_on_the_gateway(gateway: Gateway) -> None:
+    response = httpx.get(f"{gateway.url}/api/http/routers", timeout=10)
+    assert response.status_code == 404
+
+
+def test_auth_paths_are_rate_limited_per_client(start_gateway: Callable[..., Gateway]) -> None:
+    gateway = start_gateway(GATEWAY_AUTH_RATE_AVERAGE="1", GATEWAY_AUTH_RATE_BURST="3")
+    statuses = [httpx.get(f"{gateway.url}/api/auth/jwks/", timeout=10) for _ in range(8)]
+    assert statuses[0].status_code == 200
+    throttled = [response for response in statuses if response.status_code == 429]
+    assert throttled, [response.status_code for response in statuses]
+    assert int(throttled[0].headers["retry-after"]) >= 1
