@@ -1,0 +1,91 @@
+"""create_app: paths without a trailing slash and the X-Request-ID contract."""
+
+import re
+
+import httpx
+import pytest
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/items/7", "/health/live", "/metrics", "/health", "/api/items/7/"]
+)
+def test_path_without_trailing_slash_is_served_without_redirect(
+    client: httpx.Client, path: str
+) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert not response.is_redirect
+    slashed = path if path.endswith("/") else path + "/"
+    assert response.headers["content-type"] == client.get(slashed).headers["content-type"]
+
+
+def test_post_without_trailing_slash_is_served_identically(client: httpx.Client) -> None:
+    body = {"name": "a", "count": 1}
+    assert (
+        client.post("/api/items", json=body).json() == client.post("/api/items/", json=body).json()
+    )
+
+
+def test_query_string_survives_the_missing_slash(client: httpx.Client) -> None:
+    response = client.get("/api/items/7", params={"x": "1"})
+    assert response.status_code == 200
+    assert response.json() == {"id": 7}
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["abc-123", "x" * 128, "!~#$%&'()*+,-./:;<=>?@[]^_`{|}", "0"],
+)
+def test_valid_client_request_id_is_kept(client: httpx.Client, request_id: str) -> None:
+    response = client.get("/api/items/1/", headers={"X-Request-ID": request_id})
+    assert response.headers["X-Request-ID"] == request_id
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    [b"x" * 129, b"has space", b"tab\there", "é-accent".encode(), b""],
+)
+def test_invalid_client_request_id_is_replaced(client: httpx.Client, request_id: bytes) -> None:
+    response = client.get("/api/items/1/", headers={"X-Request-ID": request_id})
+    new_id = response.headers["X-Request-ID"]
+    assert new_id.encode() != request_id
+    assert re.fullmatch(r"[0-9a-f]{32}", new_id)
+
+
+def test_request_id_is_created_when_absent_and_unique(client: httpx.Client) -> None:
+    first = client.get("/api/items/1/").headers["X-Request-ID"]
+    second = client.get("/api/items/1/").headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", first)
+    assert first != second
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/nowhere/", 404),
+        ("DELETE", "/api/items/", 405),
+        ("POST", "/api/items/", 400),
+        ("GET", "/api/errors/conflict/", 409),
+        ("GET", "/api/me/", 401),
+    ],
+)
+def test_request_id_is_echoed_on_errors(
+    client: httpx.Client, method: str, path: str, status: int
+) -> None:
+    response = client.request(method, path, headers={"X-Request-ID": "err-echo"}, json={})
+    assert response.status_code == status
+    assert response.headers["X-Request-ID"] == "err-echo"
+
+
+def test_request_id_is_echoed_on_415(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/items/", content=b"x", headers={"X-Request-ID": "r-415", "Content-Type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert response.headers["X-Request-ID"] == "r-415"
+
+
+def test_openapi_document_is_served(client: httpx.Client) -> None:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert "/api/items/{item_id}/" in response.json()["paths"]
