@@ -1,0 +1,348 @@
+"""Refresh rotation and reuse detection, logout, the JWKS and the signing key."""
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import jwt
+from auth import crud
+from auth.db import create_engine
+from auth.models import Role, User
+from auth.settings import AuthSettings
+from common.testing import TestSigner
+from common.tokens import TokenVerifier, http_jwks_source
+from sqlmodel import Session
+
+StartAuth = Callable[..., httpx.Client]
+MakeUser = Callable[..., User]
+Login = Callable[..., dict[str, str]]
+INVALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
+REVOKED = {"detail": "Token is blacklisted", "code": "token_not_valid"}
+
+
+def _refresh(client: httpx.Client, token: str) -> httpx.Response:
+    return client.post("/api/auth/refresh/", json={"refresh": token})
+
+
+def _logout(client: httpx.Client, token: str) -> httpx.Response:
+    return client.post("/api/auth/logout/", json={"refresh": token})
+
+
+def _claims(token: str) -> dict[str, object]:
+    claims: dict[str, object] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+# ---- refresh ------------------------------------------------------------------------------
+
+
+def test_refresh_returns_a_new_pair_and_revokes_the_old_refresh_token(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    make_user("ada")
+    first = login(client, "ada")
+
+    response = _refresh(client, first["refresh"])
+
+    assert response.status_code == 200
+    second = response.json()
+    assert set(second) == {"access", "refresh"}
+    assert second["refresh"] != first["refresh"]
+    assert _claims(second["access"])["token_type"] == "access"
+    assert _claims(second["refresh"])["token_type"] == "refresh"
+    me = client.get("/api/auth/me/", headers={"Authorization": f"Bearer {second['access']}"})
+    assert me.status_code == 200
+
+
+def test_rotated_tokens_keep_working_down_the_chain(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    make_user("ben")
+    token = login(client, "ben")["refresh"]
+
+    for _ in range(3):
+        response = _refresh(client, token)
+        assert response.status_code == 200
+        token = response.json()["refresh"]
+
+
+def test_reusing_a_rotated_refresh_token_revokes_the_whole_family(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    make_user("cy")
+    stolen = login(client, "cy")["refresh"]
+    current = _refresh(client, stolen).json()["refresh"]
+
+    replay = _refresh(client, stolen)
+
+    assert replay.status_code == 401
+    assert replay.json() == REVOKED
+    assert replay.headers["WWW-Authenticate"].startswith("Bearer")
+    # The legitimate holder's newest token died with its family.
+    assert _refresh(client, current).status_code == 401
+
+
+def test_reuse_in_one_family_leaves_other_sessions_alone(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    make_user("dee")
+    phone = login(client, "dee")["refresh"]
+    laptop = login(client, "dee")["refresh"]
+    _refresh(client, phone)
+    _refresh(client, phone)
+
+    assert _refresh(client, laptop).status_code == 200
+
+
+def test_concurrent_uses_of_one_refresh_token_succeed_at_most_once(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    make_user("ely")
+    token = login(client, "ely")["refresh"]
+    barrier = threading.Barrier(3)
+    statuses: list[int] = []
+
+    def use() -> None:
+        with httpx.Client(base_url=client.base_url, timeout=30) as own:
+            barrier.wait()
+            statuses.append(_refresh(own, token).status_code)
+
+    threads = [threading.Thread(target=use) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses.count(200) <= 1
+    assert statuses.count(401) >= 2
+
+
+def test_refresh_refuses_an_access_token(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    make_user("fay")
+
+    response = _refresh(client, login(client, "fay")["access"])
+
+    assert response.status_code == 401
+    assert response.json() == INVALID
+
+
+def test_refresh_refuses_garbage_and_foreign_tokens(client: httpx.Client) -> None:
+    foreign = TestSigner().mint(token_type="refresh")
+    for token in ["garbage", "a.b.c", foreign]:
+        response = _refresh(client, token)
+
+        assert response.status_code == 401, token
+        assert response.json() == INVALID
+
+
+def test_refresh_refuses_an_expired_refresh_token(
+    start_auth: StartAuth, make_user: MakeUser, login: Login
+) -> None:
+    client = start_auth(refresh_token_lifetime=1)
+    make_user("gil")
+    token = login(client, "gil")["refresh"]
+    time.sleep(2.1)
+
+    response = _refresh(client, token)
+
+    assert response.status_code == 401
+    assert response.json() == INVALID
+
+
+def test_refresh_without_the_field_is_a_400(client: httpx.Client) -> None:
+    for body, errors in [
+        ({}, {"refresh": ["This field is required."]}),
+        ({"refresh": ""}, {"refresh": ["This field may not be blank."]}),
+    ]:
+        response = client.post("/api/auth/refresh/", json=body)
+
+        assert response.status_code == 400
+        assert response.json() == errors
+
+
+def test_refresh_is_refused_once_the_user_is_deactivated(
+    client: httpx.Client,
+    make_user: MakeUser,
+    login: Login,
+    auth_header: Callable[..., dict[str, str]],
+) -> None:
+    make_user("hal", role=Role.ADMIN)
+    ida = make_user("ida")
+    token = login(client, "ida")["refresh"]
+    client.patch(
+        f"/api/auth/users/{ida.id}/", json={"is_active": False}, headers=auth_header(client, "hal")
+    )
+
+    response = _refresh(client, token)
+
+    assert response.status_code == 401
+    assert response.json() == INVALID
+
+
+def test_refresh_carries_a_changed_role_into_the_new_access_token(
+    client: httpx.Client,
+    make_user: MakeUser,
+    login: Login,
+    auth_header: Callable[..., dict[str, str]],
+) -> None:
+    make_user("jo", role=Role.ADMIN)
+    kai = make_user("kai")
+    token = login(client, "kai")["refresh"]
+    client.patch(
+        f"/api/auth/users/{kai.id}/", json={"role": "admin"}, headers=auth_header(client, "jo")
+    )
+
+    access = _refresh(client, token).json()["access"]
+
+    assert _claims(access)["role"] == "admin"
+
+
+# ---- logout -------------------------------------------------------------------------------
+
+
+def test_logout_revokes_the_family_without_an_access_token(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    make_user("lea")
+    first = login(client, "lea")["refresh"]
+    newest = _refresh(client, first).json()["refresh"]
+
+    response = _logout(client, newest)
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert _refresh(client, newest).status_code == 401
+
+
+def test_logout_twice_is_a_401(client: httpx.Client, make_user: MakeUser, login: Login) -> None:
+    make_user("max")
+    token = login(client, "max")["refresh"]
+    _logout(client, token)
+
+    response = _logout(client, token)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_not_valid"
+
+
+def test_logout_refuses_invalid_tokens(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    make_user("ned")
+    access = login(client, "ned")["access"]
+    for token in ["garbage", access]:
+        response = _logout(client, token)
+
+        assert response.status_code == 401
+        assert response.json() == INVALID
+
+
+def test_logout_without_the_field_is_a_400(client: httpx.Client) -> None:
+    response = client.post("/api/auth/logout/", json={})
+
+    assert response.status_code == 400
+    assert response.json() == {"refresh": ["This field is required."]}
+
+
+# ---- JWKS and the signing key -------------------------------------------------------------
+
+
+def _thumbprint(jwk: dict[str, str]) -> str:
+    members = {name: jwk[name] for name in ("crv", "kty", "x")}
+    canonical = json.dumps(members, sort_keys=True, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
+
+
+def test_jwks_serves_only_the_public_ed25519_key(client: httpx.Client) -> None:
+    response = client.get("/api/auth/jwks/")
+
+    assert response.status_code == 200
+    keys = response.json()["keys"]
+    assert len(keys) == 1
+    assert set(keys[0]) == {"kty", "crv", "x", "kid", "alg", "use"}
+    assert keys[0]["kty"] == "OKP"
+    assert keys[0]["crv"] == "Ed25519"
+    assert keys[0]["alg"] == "EdDSA"
+    assert keys[0]["use"] == "sig"
+    assert keys[0]["kid"] == _thumbprint(keys[0])
+
+
+def test_tokens_verify_with_the_shared_verifier_reading_the_jwks_over_http(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    make_user("ola")
+    access = login(client, "ola")["access"]
+    verifier = TokenVerifier(
+        http_jwks_source(str(client.base_url.join("/api/auth/jwks/"))), issuer="dentiapro-auth"
+    )
+
+    assert verifier.verify(access)["username"] == "ola"
+
+
+def test_generated_signing_key_survives_a_restart(
+    start_auth: StartAuth, make_user: MakeUser, login: Login
+) -> None:
+    first = start_auth()
+    make_user("pam")
+    access = login(first, "pam")["access"]
+
+    second = start_auth()
+
+    assert second.get("/api/auth/jwks/").json() == first.get("/api/auth/jwks/").json()
+    me = second.get("/api/auth/me/", headers={"Authorization": f"Bearer {access}"})
+    assert me.status_code == 200
+
+
+def test_replicas_racing_to_create_the_signing_key_agree(
+    auth_settings: Callable[..., AuthSettings], db: Session
+) -> None:
+    barrier = threading.Barrier(3)
+    pems: list[str] = []
+
+    def create() -> None:
+        engine = create_engine(auth_settings())
+        with Session(engine) as session:
+            barrier.wait()
+            pems.append(crud.get_or_create_signing_pem(session=session))
+        engine.dispose()
+
+    threads = [threading.Thread(target=create) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(pems) == 3
+    assert len(set(pems)) == 1
+
+
+def test_signing_key_is_read_from_the_file_jwt_private_key_file_names(
+    start_auth: StartAuth, tmp_path: Path, make_user: MakeUser, login: Login
+) -> None:
+    signer = TestSigner()
+    key_file = tmp_path / "jwt.pem"
+    key_file.write_bytes(signer.private_pem)
+    client = start_auth(jwt_private_key_file=key_file)
+    make_user("quinn")
+
+    access = login(client, "quinn")["access"]
+
+    assert client.get("/api/auth/jwks/").json()["keys"][0]["x"] == signer.jwks["keys"][0]["x"]
+    public_key = signer.private_key.public_key()
+    assert jwt.decode(access, public_key, algorithms=["EdDSA"])["username"] == "quinn"
+
+
+def test_signing_key_from_jwt_private_key_even_on_one_line(start_auth: StartAuth) -> None:
+    signer = TestSigner()
+    one_line = signer.private_pem.decode().strip().replace("\n", "\\n")
+
+    client = start_auth(jwt_private_key=one_line)
+
+    assert client.get("/api/auth/jwks/").json()["keys"][0]["x"] == signer.jwks["keys"][0]["x"]
