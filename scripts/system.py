@@ -226,6 +226,8 @@ class System:
             self._pumps.append(pump)
 
     def wait_until_healthy(self, timeout: float = 60.0) -> None:
+        """Until the gateway's /health/ is 200 and Traefik has every server in rotation
+        (its own health checks marked them down while they were starting)."""
         deadline = time.monotonic() + timeout
         last = "no answer"
         with httpx.Client(timeout=5.0) as client:
@@ -238,13 +240,39 @@ class System:
                 try:
                     response = client.get(f"{self.gateway_url}/health/")
                     if response.status_code == 200:
-                        return
-                    last = f"HTTP {response.status_code}: {response.text[:500]}"
+                        down = self.servers_down(client)
+                        if not down:
+                            return
+                        last = f"Traefik has not yet put back {', '.join(down)}"
+                    else:
+                        last = f"HTTP {response.status_code}: {response.text[:500]}"
                 except httpx.HTTPError as exc:
                     last = type(exc).__name__
                 time.sleep(0.2)
         tails = "\n".join(self.log_tail(name) for name in self.processes)
         raise StartupError(f"gateway not healthy after {timeout:g}s ({last})\n{tails}")
+
+    def servers_down(self, client: httpx.Client | None = None) -> list[str]:
+        """Services whose servers Traefik does not route to (its API, on loopback)."""
+        if client is None:
+            with httpx.Client(timeout=5.0) as own:
+                return self.servers_down(own)
+        services = client.get(f"{self.traefik_api_url}/api/http/services").json()
+        return [
+            service["name"]
+            for service in services
+            if service.get("provider") == "file"
+            and any(status != "UP" for status in service.get("serverStatus", {}).values())
+        ]
+
+    def wait_until_routed(self, timeout: float = 30.0) -> None:
+        """Until Traefik has every server back in rotation (after ``resume`` or ``restart``)."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=5.0) as client:
+            while self.servers_down(client):
+                if time.monotonic() > deadline:
+                    raise StartupError(f"Traefik still routes around {self.servers_down(client)}")
+                time.sleep(0.1)
 
     def wait_until_service_healthy(self, name: str, timeout: float = 30.0) -> None:
         """Wait until one process's own /health/ answers 200 (after ``restart``)."""
@@ -283,11 +311,12 @@ class System:
     def resume(self, name: str) -> None:
         _signal_group(self.processes[name], signal.SIGCONT)
 
-    def restart(self, name: str, timeout: float = 30.0) -> None:
+    def restart(self, name: str, timeout: float = 60.0) -> None:
         self.stop_process(name)
         self.start_process(name)
         if name != "traefik":
             self.wait_until_service_healthy(name, timeout)
+        self.wait_until_routed(timeout)
 
     def stop(self) -> None:
         """Stop every process: all SIGTERMed at once, then waited for (SIGKILL after grace)."""
