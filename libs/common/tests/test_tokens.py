@@ -1,0 +1,249 @@
+"""Token verification through ``get_principal`` on a protected route, attacks included."""
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from common.testing import TEST_ISSUER, TestSigner, serve
+from common.tokens import TokenVerifier
+from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
+
+AppFactory = Callable[..., FastAPI]
+NOT_PROVIDED = {"detail": "Authentication credentials were not provided."}
+REQUIRED = ["exp", "iat", "jti", "sub", "tenant", "token_type", "iss"]
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_token_rejected(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "token_not_valid"
+    assert set(response.json()) == {"detail", "code"}
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_valid_access_token_gives_the_principal(client: httpx.Client, signer: TestSigner) -> None:
+    response = client.get("/api/me/", headers=signer.auth_header(user_id=7, tenant="clinic_b"))
+    assert response.status_code == 200
+    assert response.json() == {"user_id": 7, "tenant": "clinic_b", "is_superuser": False}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic dXNlcjpwdw=="},
+    ],
+)
+def test_no_token_is_401_not_provided(client: httpx.Client, headers: dict[str, str]) -> None:
+    response = client.get("/api/me/", headers=headers)
+    assert response.status_code == 401
+    assert response.json() == NOT_PROVIDED
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    "garbage", ["garbage", "a.b.c", "....", b64(b"{}") + "." + b64(b"{}") + "."]
+)
+def test_garbage_token_is_rejected(client: httpx.Client, garbage: str) -> None:
+    assert_token_rejected(client.get("/api/me/", headers=bearer(garbage)))
+
+
+def test_alg_none_is_rejected(client: httpx.Client, signer: TestSigner) -> None:
+    claims = signer.claims(is_superuser=True)
+    for alg in ("none", "None", "NONE"):
+        header = b64(json.dumps({"alg": alg, "typ": "JWT", "kid": signer.kid}).encode())
+        token = f"{header}.{b64(json.dumps(claims).encode())}."
+        assert_token_rejected(client.get("/api/me/", headers=bearer(token)))
+
+
+@pytest.mark.parametrize("encoding", ["pem", "raw", "jwk_x"])
+def test_hs256_signed_with_the_public_key_is_rejected(
+    client: httpx.Client, signer: TestSigner, encoding: str
+) -> None:
+    public = signer.private_key.public_key()
+    secret = {
+        "pem": public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        "raw": public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
+        "jwk_x": signer.jwks["keys"][0]["x"].encode(),
+    }[encoding]
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": signer.kid}).encode())
+    payload = b64(json.dumps(signer.claims(is_superuser=True)).encode())
+    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    token = f"{header}.{payload}.{b64(signature)}"
+    assert_token_rejected(client.get("/api/me/", headers=bearer(token)))
+
+
+def test_tampered_payload_is_rejected(client: httpx.Client, signer: TestSigner) -> None:
+    header, _, signature = signer.mint(user_id=5).split(".")
+    forged = signer.claims(user_id=1, is_superuser=True)
+    token = f"{header}.{b64(json.dumps(forged).encode())}.{signature}"
+    assert_token_rejected(client.get("/api/me/", headers=bearer(token)))
+
+
+def test_tampered_signature_is_rejected(client: httpx.Client, signer: TestSigner) -> None:
+    header, payload, signature = signer.mint().split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    assert_token_rejected(client.get("/api/me/", headers=bearer(f"{header}.{payload}.{flipped}")))
+
+
+def test_token_from_another_key_with_the_same_kid_is_rejected(
+    client: httpx.Client, signer: TestSigner
+) -> None:
+    impostor = TestSigner(kid=signer.kid)
+    assert_token_rejected(client.get("/api/me/", headers=impostor.auth_header(is_superuser=True)))
+
+
+def test_token_from_another_key_with_another_kid_is_rejected(client: httpx.Client) -> None:
+    assert_token_rejected(client.get("/api/me/", headers=TestSigner().auth_header()))
+
+
+def test_token_without_kid_is_rejected(client: httpx.Client, signer: TestSigner) -> None:
+    token = jwt.encode(signer.claims(), signer.private_key, algorithm="EdDSA")
+    assert_token_rejected(client.get("/api/me/", headers=bearer(token)))
+
+
+def test_expired_token_is_rejected(client: httpx.Client, signer: TestSigner) -> None:
+    response = client.get("/api/me/", headers=signer.auth_header(lifetime=-1))
+    assert_token_rejected(response)
+    assert response.json()["detail"] == "Token is expired"
+
+
+def test_refresh_token_is_not_an_access_token(client: httpx.Client, signer: TestSigner) -> None:
+    response = client.get("/api/me/", headers=signer.auth_header(token_type="refresh"))
+    assert_token_rejected(response)
+    assert response.json()["detail"] == "Token has wrong type"
+
+
+def test_refresh_token_is_rejected_after_access_use_of_same_verifier(
+    client: httpx.Client, signer: TestSigner
+) -> None:
+    # The verified-token cache must remember the type, not just the signature.
+    refresh = signer.mint(token_type="refresh")
+    assert_token_rejected(client.get("/api/me/", headers=bearer(refresh)))
+    assert_token_rejected(client.get("/api/me/", headers=bearer(refresh)))
+
+
+@pytest.mark.parametrize("claim", REQUIRED)
+def test_token_missing_a_required_claim_is_rejected(
+    client: httpx.Client, signer: TestSigner, claim: str
+) -> None:
+    claims = signer.claims()
+    del claims[claim]
+    assert_token_rejected(client.get("/api/me/", headers=bearer(signer.sign(claims))))
+
+
+def test_token_with_non_numeric_subject_is_rejected(
+    client: httpx.Client, signer: TestSigner
+) -> None:
+    claims = {**signer.claims(), "sub": "admin"}
+    assert_token_rejected(client.get("/api/me/", headers=bearer(signer.sign(claims))))
+
+
+def test_token_from_wrong_issuer_is_rejected(client: httpx.Client, signer: TestSigner) -> None:
+    claims = {**signer.claims(), "iss": "someone-else"}
+    assert_token_rejected(client.get("/api/me/", headers=bearer(signer.sign(claims))))
+
+
+def test_token_with_future_iat_is_rejected(client: httpx.Client, signer: TestSigner) -> None:
+    claims = signer.claims()
+    claims["iat"] += 3600
+    assert_token_rejected(client.get("/api/me/", headers=bearer(signer.sign(claims))))
+
+
+# --- JWKS fetching ------------------------------------------------------------------------
+
+
+class JwksSource:
+    """A stand-in for auth's JWKS endpoint that can rotate keys or go down; counts calls."""
+
+    def __init__(self, *signers: TestSigner) -> None:
+        self.signers = list(signers)
+        self.calls = 0
+        self.down = False
+        self.lock = threading.Lock()
+
+    def __call__(self) -> dict[str, Any]:
+        with self.lock:
+            self.calls += 1
+        if self.down:
+            raise httpx.ConnectError("auth is down")
+        return {"keys": [key for signer in self.signers for key in signer.jwks["keys"]]}
+
+
+def test_unknown_kid_triggers_a_refetch_for_key_rotation(make_app: AppFactory) -> None:
+    old, new = TestSigner(), TestSigner()
+    source = JwksSource(old)
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, refetch_interval=0)
+    with serve(make_app(token_verifier=verifier)) as url:
+        assert httpx.get(f"{url}/api/me/", headers=old.auth_header()).status_code == 200
+        assert source.calls == 1
+        source.signers = [new, old]  # auth rotated its key
+        assert httpx.get(f"{url}/api/me/", headers=new.auth_header()).status_code == 200
+        assert source.calls == 2
+        assert httpx.get(f"{url}/api/me/", headers=old.auth_header()).status_code == 200
+        assert source.calls == 2  # known kid: no fetch
+
+
+def test_refetches_on_unknown_kids_are_rate_limited(make_app: AppFactory) -> None:
+    trusted = TestSigner()
+    source = JwksSource(trusted)
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, refetch_interval=60)
+    with serve(make_app(token_verifier=verifier)) as url, httpx.Client(base_url=url) as client:
+        assert client.get("/api/me/", headers=trusted.auth_header()).status_code == 200
+        for _ in range(20):
+            assert_token_rejected(client.get("/api/me/", headers=TestSigner().auth_header()))
+        assert source.calls == 1
+
+
+def test_keys_are_kept_when_the_jwks_source_fails(make_app: AppFactory) -> None:
+    trusted = TestSigner()
+    source = JwksSource(trusted)
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, refetch_interval=0)
+    with serve(make_app(token_verifier=verifier)) as url, httpx.Client(base_url=url) as client:
+        assert client.get("/api/me/", headers=trusted.auth_header()).status_code == 200
+        source.down = True
+        assert_token_rejected(client.get("/api/me/", headers=TestSigner().auth_header()))
+        assert source.calls == 2
+        # A fresh token (not in the verified cache) still verifies with the kept key.
+        assert client.get("/api/me/", headers=trusted.auth_header(user_id=99)).status_code == 200
+
+
+def test_keys_are_kept_when_the_jwks_source_returns_no_usable_key(make_app: AppFactory) -> None:
+    trusted = TestSigner()
+    documents = iter(
+        [trusted.jwks, {"keys": []}, {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "x"}]}]
+    )
+    verifier = TokenVerifier(lambda: next(documents), issuer=TEST_ISSUER, refetch_interval=0)
+    with serve(make_app(token_verifier=verifier)) as url, httpx.Client(base_url=url) as client:
+        assert client.get("/api/me/", headers=trusted.auth_header()).status_code == 200
+        for _ in range(2):  # empty, then only a symmetric key: both ignored
+            assert_token_rejected(client.get("/api/me/", headers=TestSigner().auth_header()))
+        assert client.get("/api/me/", headers=trusted.auth_header(user_id=3)).status_code == 200
+
+
+def test_auth_down_from_the_start_gives_401_not_500(make_app: AppFactory) -> None:
+    source = JwksSource(TestSigner())
+    source.down = True
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, refetch_interval=0)
+    with serve(make_app(token_verifier=verifier)) as url:
+        response = httpx.get(f"{url}/api/me/", headers=source.signers[0].auth_header())
+    assert_token_rejected(response)
