@@ -24,6 +24,8 @@ from tenants.models import (
 log = logging.getLogger("dentiapro.tenants")
 
 TENANT_CHANGES = Counter("tenants_changes_total", "Tenant registry changes by action.", ["action"])
+for _action in ("created", "updated", "deleted"):
+    TENANT_CHANGES.labels(_action)  # every series exists from the start, at 0
 
 # Names PostgreSQL or the platform already uses; a tenant schema must never collide with them.
 RESERVED_SCHEMA_NAMES = frozenset(

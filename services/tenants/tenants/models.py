@@ -136,10 +136,17 @@ class TenantCreate(TenantBase):
     _domain_url = field_validator("domain_url", mode="before")(clean_domain_url)
 
 
+def strip_schema_name(value: Any) -> Any:
+    if value is None:
+        raise ValueError(NULL)
+    return value.strip() if isinstance(value, str) else value
+
+
 class TenantReplace(TenantBase):
     """PUT: every writable field. schema_name only has to equal the stored one (crud checks)."""
 
     _name = field_validator("name", mode="before")(clean_name)
+    _schema_name = field_validator("schema_name", mode="before")(strip_schema_name)
     _domain_url = field_validator("domain_url", mode="before")(clean_domain_url)
 
 
@@ -151,14 +158,8 @@ class TenantUpdate(SQLModel):
     domain_url: str | None = None
 
     _name = field_validator("name", mode="before")(clean_name)
+    _schema_name = field_validator("schema_name", mode="before")(strip_schema_name)
     _domain_url = field_validator("domain_url", mode="before")(clean_domain_url)
-
-    @field_validator("schema_name", mode="before")
-    @classmethod
-    def _schema_name_not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError(NULL)
-        return value
 
 
 class TenantPublic(TenantBase):

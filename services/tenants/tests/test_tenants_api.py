@@ -325,6 +325,24 @@ def test_patch_with_same_schema_name_is_fine(api: httpx.Client, new_tenant: Tena
     assert response.json()["schema_name"] == tenant["schema_name"]
 
 
+def test_put_with_padded_same_schema_name_is_fine(
+    api: httpx.Client, new_tenant: TenantFactory
+) -> None:
+    tenant = new_tenant()
+    body = {"name": "x", "schema_name": f" {tenant['schema_name']} ", "domain_url": "Pad.Test"}
+    response = api.put(f"/api/tenants/{tenant['id']}/", json=body)
+    assert response.status_code == 200
+    assert response.json()["schema_name"] == tenant["schema_name"]
+
+
+def test_put_with_null_schema_name_is_refused(api: httpx.Client, new_tenant: TenantFactory) -> None:
+    tenant = new_tenant()
+    body = {"name": "x", "schema_name": None, "domain_url": tenant["domain_url"]}
+    response = api.put(f"/api/tenants/{tenant['id']}/", json=body)
+    assert response.status_code == 400
+    assert response.json() == {"schema_name": ["This field may not be null."]}
+
+
 def test_patch_changing_schema_name_is_refused(
     api: httpx.Client, new_tenant: TenantFactory
 ) -> None:
