@@ -8,7 +8,7 @@ UV := $(HOME)/.local/bin/uv
 endif
 export UV_LINK_MODE ?= copy
 PYTEST_WORKERS ?= 2
-TEST_PATHS := libs/common/tests services/auth/tests services/tenants/tests services/clinic/tests gateway/tests tests/e2e
+TEST_PATHS := libs/common/tests services/auth/tests services/tenants/tests services/clinic/tests gateway/tests tests/e2e tests/bench
 
 .PHONY: help install run test lint fmt migrate bench
 
@@ -40,4 +40,5 @@ migrate: install ## apply migrations to every service database (and every clinic
 	$(UV) run --frozen python scripts/migrate.py
 
 bench: install ## benchmark the whole system on PostgreSQL (see docs/performance.md)
-	$(UV) run --frozen python scripts/bench.py
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(UV) run --frozen python scripts/bench.py $(BENCH_ARGS)

@@ -1,0 +1,619 @@
+"""``make bench``: the whole system on PostgreSQL under wrk, CPU per request per process.
+
+    uv run python scripts/bench.py [--scaling] [--profile] [--duration 10] [--repeat 3]
+
+Starts Traefik, edge, auth, clinic and tenants (scripts/system.py: one uvicorn worker each,
+uvloop, httptools) on three fresh PostgreSQL databases, seeds one tenant through the API (one
+cabinet, 1,000 patients, 3,000 consultations), and drives it with wrk (bench/wrk/mix.lua) at
+32 connections: the read, write and mixed mixes through the gateway and straight to clinic,
+then a hello-world ASGI app as the machine's ceiling. Each run reads the CPU time of every
+process (and of the PostgreSQL server) before and after, so the table says how many CPU
+milliseconds one request costs and where. Results: bench-results/<timestamp>.json.
+docs/performance.md explains the method and the numbers. Every option also reads a BENCH_*
+environment variable (BENCH_DURATION, BENCH_REPEAT, BENCH_SCALING, ...).
+"""
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "bench")]
+
+import measure  # noqa: E402
+import report  # noqa: E402
+import seed  # noqa: E402
+from system import Ports, System  # noqa: E402
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+SERVICE_DATABASES = ("auth", "clinic", "tenants")
+BENCH_TENANT = "bench"
+SCALE_TENANT = "bench_scale"
+READ_OPERATIONS = ("get_patient", "get_consultation", "list_patients", "search_patients")
+MIXES: dict[str, dict[str, int]] = {
+    "read": dict.fromkeys(READ_OPERATIONS, 25),
+    "write": {"create_patient": 34, "create_consultation": 33, "update_patient": 33},
+    # 80% reads (20 each), 20% writes.
+    "mixed": {
+        **dict.fromkeys(READ_OPERATIONS, 20),
+        "create_patient": 7,
+        "create_consultation": 7,
+        "update_patient": 6,
+    },
+    "hello": {"hello": 1},
+    # Single operations, for the scaling run.
+    "get_patient": {"get_patient": 1},
+    "list_patients": {"list_patients": 1},
+    "search_patients": {"search_patients": 1},
+}
+SCALING_OPERATIONS = ("get_patient", "list_patients", "search_patients")
+MAX_LIST_PAGES = 20
+TENANT_PATIENTS = 10  # patients in each tenant of the many-tenants run
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"BENCH_{name}", default)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=float(_env("DURATION", "10")))
+    parser.add_argument("--repeat", type=int, default=int(_env("REPEAT", "3")))
+    parser.add_argument("--warmup", type=float, default=float(_env("WARMUP", "2")))
+    parser.add_argument("--connections", type=int, default=int(_env("CONNECTIONS", "32")))
+    parser.add_argument("--patients", type=int, default=int(_env("PATIENTS", "1000")))
+    parser.add_argument("--consultations", type=int, default=int(_env("CONSULTATIONS", "3000")))
+    parser.add_argument(
+        "--mixes", default=_env("MIXES", "read,write,mixed"), help="comma-separated"
+    )
+    parser.add_argument(
+        "--targets",
+        default=_env("TARGETS", "gateway,clinic,hello"),
+        help="comma-separated: gateway, clinic (direct), hello (the ceiling)",
+    )
+    parser.add_argument(
+        "--scaling", action="store_true", default=_env("SCALING", "") not in ("", "0")
+    )
+    parser.add_argument(
+        "--scaling-patients", type=int, default=int(_env("SCALING_PATIENTS", "100000"))
+    )
+    parser.add_argument("--tenants", type=int, default=int(_env("TENANTS", "1000")))
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        default=_env("PROFILE", "") not in ("", "0"),
+        help="also record py-spy profiles of clinic and edge under the read and write mixes",
+    )
+    parser.add_argument(
+        "--pin-system",
+        action="store_true",
+        default=_env("PIN_SYSTEM", "") not in ("", "0"),
+        help="pin the five processes to the cores wrk does not use",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=Path(_env("OUTPUT", "")) if _env("OUTPUT", "") else None
+    )
+    parser.add_argument("--postgres-url", default=_env("POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    args = parser.parse_args(argv)
+    args.mixes = [m for m in args.mixes.split(",") if m]
+    args.targets = [t for t in args.targets.split(",") if t]
+    return args
+
+
+# --- databases ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def fresh_databases(server_url: str) -> Iterator[dict[str, str]]:
+    """One new database per service on the server, dropped (connections and all) afterwards."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    suffix = uuid.uuid4().hex[:8]
+    names = {service: f"bench_{service}_{suffix}" for service in SERVICE_DATABASES}
+    try:
+        with admin.connect() as connection:
+            for name in names.values():
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield {
+            service: make_url(server_url).set(database=name).render_as_string(hide_password=False)
+            for service, name in names.items()
+        }
+    finally:
+        with admin.connect() as connection:
+            for name in names.values():
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def find_postmaster(engine: Engine) -> int | None:
+    """The PostgreSQL server's main process, if it runs on this machine (its /proc is ours)."""
+    with engine.connect() as connection:
+        backend = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    try:
+        return measure.parent_of(backend)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+# --- the wrk configuration ---------------------------------------------------------------------
+
+
+def lua(value: Any) -> str:
+    """A Python value as a Lua literal (strings byte-escaped: LuaJIT knows no \\u escapes)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return (
+            '"'
+            + "".join(
+                chr(b) if chr(b).isalnum() or chr(b) in " _-.:/" else f"\\{b:03d}"
+                for b in value.encode()
+            )
+            + '"'
+        )
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"[{lua(str(k))}]={lua(v)}" for k, v in value.items()) + "}"
+    return "{" + ",".join(lua(item) for item in value) + "}"
+
+
+def tenant_entry(tenant: seed.TenantData) -> dict[str, Any]:
+    return {
+        "token": tenant.token,
+        "cabinet": tenant.cabinet,
+        "patients": [list(r) for r in seed.id_ranges(tenant.patients)],
+        "consultations": [list(r) for r in seed.id_ranges(tenant.consultations)],
+    }
+
+
+def write_config(path: Path, tenants: Sequence[seed.TenantData], patients: int) -> Path:
+    pages = max(1, min(MAX_LIST_PAGES, math.ceil(patients / 50)))
+    config = {
+        "tenants": [tenant_entry(t) for t in tenants],
+        "searches": list(seed.SEARCHES),
+        "pages": pages,
+        "mixes": MIXES,
+    }
+    path.write_text("return " + lua(config) + "\n")
+    return path
+
+
+# --- the bench -----------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(
+        self, args: argparse.Namespace, system: System, work: Path, clinic_db: str
+    ) -> None:
+        self.args = args
+        self.system = system
+        self.work = work
+        self.clinic_db = clinic_db
+        self.pids = {name: process.pid for name, process in system}
+        self.clinic_engine = create_engine(clinic_db)
+        self.postmaster = find_postmaster(self.clinic_engine)
+        cores = os.cpu_count() or 1
+        # wrk on the last core; the system may share every core (see docs/performance.md).
+        self.wrk_cpu = cores - 1 if cores >= 2 and shutil.which("taskset") else None
+        self.runs: list[dict[str, Any]] = []
+        self.admin_password = system.env["DENTIAPRO_ADMIN_PASSWORD"]
+        self.user_password = secrets.token_urlsafe(16)
+
+    # -- helpers --
+
+    def log(self, message: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    def url(self, target: str) -> str:
+        return self.system.gateway_url if target == "gateway" else self.system.url("clinic")
+
+    def pin_system(self) -> None:
+        cores = set(range(os.cpu_count() or 1)) - {self.wrk_cpu}
+        for pid in self.pids.values():
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with suppress(ProcessLookupError, PermissionError):
+                    os.sched_setaffinity(int(task.name), cores)
+
+    def patient_count(self, schema: str) -> int:
+        with self.clinic_engine.connect() as connection:
+            return int(
+                connection.exec_driver_sql(f'SELECT count(*) FROM "{schema}".patient').scalar_one()
+            )
+
+    def measure(
+        self,
+        *,
+        target: str,
+        mix: str,
+        config: Path,
+        repeat: int,
+        pids: Mapping[str, int] | None = None,
+        url: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        pids = self.pids if pids is None else pids
+        postmaster = self.postmaster if "clinic" in pids else None
+        before = measure.cpu_sample(pids, postmaster)
+        run = measure.run_wrk(
+            url or self.url(target),
+            config=config,
+            mix=mix,
+            duration=self.args.duration,
+            connections=self.args.connections,
+            cpu=self.wrk_cpu,
+        )
+        after = measure.cpu_sample(pids, postmaster)
+        record = report.run_record(
+            target=target,
+            mix=mix,
+            repeat=repeat,
+            wrk=run.result,
+            wrk_cpu_s=run.cpu_seconds,
+            cpu_before=before,
+            cpu_after=after,
+            rss_mb={name: measure.rss_mb(pid) for name, pid in pids.items()},
+            extra=extra,
+        )
+        per = record["cpu_ms_per_request"]["total"]
+        self.log(
+            f"{target:<8} {mix:<16} #{repeat} {record['rps']:>7.0f} req/s  "
+            f"p99 {record['latency_ms']['p99']:.1f} ms  {per:.3f} CPU ms/req  "
+            f"errors {record['errors']['non2xx'] + record['errors']['socket']}"
+        )
+        return record
+
+    def warm_up(self, url: str, config: Path, mix: str) -> None:
+        if self.args.warmup > 0:
+            measure.run_wrk(
+                url,
+                config=config,
+                mix=mix,
+                duration=self.args.warmup,
+                connections=self.args.connections,
+                cpu=self.wrk_cpu,
+            )
+
+    def series(
+        self,
+        *,
+        target: str,
+        mix: str,
+        config: Path,
+        pids: Mapping[str, int] | None = None,
+        url: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        self.warm_up(url or self.url(target), config, mix)
+        return [
+            self.measure(
+                target=target, mix=mix, config=config, repeat=r, pids=pids, url=url, extra=extra
+            )
+            for r in range(1, self.args.repeat + 1)
+        ]
+
+    # -- seeding --
+
+    async def _admin_token(self, client: httpx.AsyncClient) -> str:
+        username = self.system.env["DENTIAPRO_ADMIN_USERNAME"]
+        return await seed.login(client, self.system.url("auth"), username, self.admin_password)
+
+    async def _new_tenants(
+        self, client: httpx.AsyncClient, schemas: Sequence[str], concurrency: int = 8
+    ) -> list[seed.TenantData]:
+        admin = await self._admin_token(client)
+        auth = self.system.url("auth")
+
+        async def one(schema: str) -> seed.TenantData:
+            await seed.create_tenant(client, self.system.gateway_url, admin, schema)
+            token = await seed.tenant_admin_token(client, auth, schema, self.user_password)
+            return seed.TenantData(schema=schema, token=token)
+
+        return await seed.gather_limited((partial(one, s) for s in schemas), concurrency)
+
+    def seed_main(self) -> seed.TenantData:
+        async def run() -> seed.TenantData:
+            async with httpx.AsyncClient(timeout=30.0) as client:
+                (tenant,) = await self._new_tenants(client, [BENCH_TENANT])
+                await seed.seed_records(
+                    client,
+                    self.system.gateway_url,
+                    tenant,
+                    patients=self.args.patients,
+                    consultations=self.args.consultations,
+                )
+                return tenant
+
+        return asyncio.run(run())
+
+    # -- the runs --
+
+    def main_runs(self, config: Path) -> None:
+        for target in (t for t in self.args.targets if t in ("gateway", "clinic")):
+            for mix in self.args.mixes:
+                self.runs.extend(
+                    self.series(
+                        target=target,
+                        mix=mix,
+                        config=config,
+                        extra={"patients_in_tenant": self.patient_count(BENCH_TENANT)},
+                    )
+                )
+
+    def hello_runs(self, config: Path) -> None:
+        port = Ports.free().gateway
+        command = [
+            sys.executable, "-m", "uvicorn", "hello:app", "--app-dir", str(ROOT / "bench"),
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+            "--loop", "uvloop", "--http", "httptools",
+        ]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with suppress(httpx.HTTPError):
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        break
+                time.sleep(0.1)
+            self.runs.extend(
+                self.series(
+                    target="hello", mix="hello", config=config, pids={"hello": process.pid}, url=url
+                )
+            )
+        finally:
+            process.terminate()
+            process.wait(10)
+
+    def profile(self, config: Path, directory: Path) -> list[str]:
+        """py-spy flame data (collapsed stacks) of clinic and edge under read and write."""
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        seconds = max(1, round(self.args.duration))
+        for mix in ("read", "write"):
+            recorders = []
+            for name in ("clinic", "edge", "auth"):
+                output = directory / f"{mix}-{name}.txt"
+                recorders.append(
+                    subprocess.Popen(
+                        [py_spy, "record", "--pid", str(self.pids[name]), "--rate", "250",
+                         "--duration", str(seconds), "--format", "raw", "--output", str(output),
+                         "--nonblocking"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )
+                )  # fmt: skip
+                written.append(str(output))
+            time.sleep(0.5)  # py-spy attaches before the load starts
+            self.measure(target="gateway", mix=mix, config=config, repeat=0)
+            for recorder in recorders:
+                recorder.wait(60)
+        return written
+
+    def scaling(self) -> dict[str, Any]:
+        """Latency and CPU per request with 1k vs 100k patients, and with 1 vs N tenants."""
+        runs: list[dict[str, Any]] = []
+
+        def ops(label: str, config: Path, extra: Mapping[str, Any]) -> None:
+            for op in SCALING_OPERATIONS:
+                runs.extend(
+                    self.series(
+                        target="gateway", mix=op, config=config, extra={"case": label, **extra}
+                    )
+                )
+
+        async def scale_tenant() -> seed.TenantData:
+            async with httpx.AsyncClient(timeout=30.0) as client:
+                (tenant,) = await self._new_tenants(client, [SCALE_TENANT])
+                await seed.seed_records(
+                    client, self.system.gateway_url, tenant, patients=1, consultations=1
+                )
+                return tenant
+
+        tenant = asyncio.run(scale_tenant())
+        base = self.args.patients
+        tenant.patients += seed.insert_patients(self.clinic_engine, SCALE_TENANT, base - 1)
+        config = write_config(self.work / "scale-small.lua", [tenant], base)
+        self.log(f"scaling: {self.patient_count(SCALE_TENANT)} patients in one tenant")
+        ops(f"patients={base}", config, {"patients_in_tenant": self.patient_count(SCALE_TENANT)})
+        tenant.patients += seed.insert_patients(
+            self.clinic_engine, SCALE_TENANT, self.args.scaling_patients - base
+        )
+        config = write_config(self.work / "scale-large.lua", [tenant], self.args.scaling_patients)
+        self.log(f"scaling: {self.patient_count(SCALE_TENANT)} patients in one tenant")
+        ops(
+            f"patients={self.args.scaling_patients}",
+            config,
+            {"patients_in_tenant": self.patient_count(SCALE_TENANT)},
+        )
+
+        tenants = self.many_tenants(self.args.tenants)
+        one = write_config(self.work / "tenants-one.lua", tenants[:1], TENANT_PATIENTS)
+        ops("tenants=1", one, {"tenants_in_mix": 1})
+        many = write_config(self.work / "tenants-many.lua", tenants, TENANT_PATIENTS)
+        ops(f"tenants={len(tenants)}", many, {"tenants_in_mix": len(tenants)})
+
+        summary = []
+        for case in dict.fromkeys(r["case"] for r in runs):
+            for row in report.summarise([r for r in runs if r["case"] == case]):
+                summary.append({"case": case, **row})
+        comparisons = []
+        for small, large, metrics in (
+            (f"patients={base}", f"patients={self.args.scaling_patients}", ("p50",)),
+            ("tenants=1", f"tenants={len(tenants)}", ("cpu",)),
+        ):
+            for op in SCALING_OPERATIONS:
+                a = next(s for s in summary if s["case"] == small and s["mix"] == op)
+                b = next(s for s in summary if s["case"] == large and s["mix"] == op)
+                for metric in metrics:
+                    if metric == "p50":
+                        va, vb, limit = (
+                            a["latency_ms"]["p50"],
+                            b["latency_ms"]["p50"],
+                            report.SCALING_FACTOR,
+                        )
+                    else:
+                        va, vb = a["cpu_ms_per_request"]["total"], b["cpu_ms_per_request"]["total"]
+                        limit = 1.1  # "no more per request": within measurement noise
+                    comparisons.append(
+                        {
+                            "name": f"{op} {large} vs {small}",
+                            "metric": "p50 latency" if metric == "p50" else "CPU ms/request",
+                            "small": va,
+                            "large": vb,
+                            "ratio": round(vb / va, 2) if va else None,
+                            "limit": limit,
+                        }
+                    )
+        return {"runs": runs, "summary": summary, "comparisons": comparisons}
+
+    def many_tenants(self, count: int) -> list[seed.TenantData]:
+        """``count`` tenants through the API, each with a cabinet and a few patients."""
+        schemas = [f"bench_t{i:04d}" for i in range(1, count + 1)]
+        started = time.monotonic()
+
+        async def run() -> list[seed.TenantData]:
+            async with httpx.AsyncClient(timeout=120.0) as client:
+                tenants = await self._new_tenants(client, schemas)
+                self.log(f"{count} tenants and users created in {time.monotonic() - started:.0f} s")
+
+                async def provision(tenant: seed.TenantData) -> None:
+                    # The first clinic request of a tenant creates and migrates its schema.
+                    await seed.seed_records(
+                        client, self.system.gateway_url, tenant, patients=1, consultations=1
+                    )
+
+                await seed.gather_limited((partial(provision, t) for t in tenants), 4)
+                return tenants
+
+        tenants = asyncio.run(run())
+        self.log(f"{count} tenant schemas provisioned in {time.monotonic() - started:.0f} s")
+        for tenant in tenants:
+            tenant.patients += seed.insert_patients(
+                self.clinic_engine, tenant.schema, TENANT_PATIENTS - 1
+            )
+        return tenants
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = 0
+    with suppress(OSError):
+        memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_mb": memory,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def system_environment(databases: Mapping[str, str], admin_password: str) -> dict[str, str]:
+    return {
+        **{f"{svc.upper()}_DATABASE_URL": url for svc, url in databases.items()},
+        # Tokens outlive the whole bench (the default is 5 minutes); no mix logs in.
+        "ACCESS_TOKEN_LIFETIME": "86400",
+        "DENTIAPRO_ADMIN_USERNAME": "benchadmin",
+        "DENTIAPRO_ADMIN_PASSWORD": admin_password,
+        # Only the seeding hashes passwords (one login per tenant): cheap Argon2 makes the
+        # 1,000-tenant run quick and changes nothing that the mixes measure.
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_COST": "8192",
+        "ARGON2_PARALLELISM": "1",
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian: apt-get install -y wrk); `make bench` installs it.")
+        return 2
+    started = datetime.now(UTC)
+    output = args.output or ROOT / "bench-results" / f"{started:%Y%m%dT%H%M%SZ}.json"
+    results: dict[str, Any] = {
+        "started_at": started.isoformat(),
+        "machine": machine(),
+        "settings": {
+            key: (str(value) if isinstance(value, Path) else value)
+            for key, value in vars(args).items()
+            if key != "postgres_url"
+        },
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="dentiapro-bench-") as tmp,
+        fresh_databases(args.postgres_url) as databases,
+    ):
+        work = Path(tmp)
+        admin_password = secrets.token_urlsafe(18)
+        system = System(
+            ports=Ports.free(),
+            data_dir=work / "data",
+            log_dir=work / "logs",
+            env=system_environment(databases, admin_password),
+        )
+        with system:
+            bench = Bench(args, system, work, databases["clinic"])
+            if args.pin_system:
+                bench.pin_system()
+            results["settings"]["wrk_cpu"] = bench.wrk_cpu
+            results["settings"]["postgres_measured"] = bench.postmaster is not None
+            bench.log(f"seeding {args.patients} patients, {args.consultations} consultations")
+            tenant = bench.seed_main()
+            config = write_config(work / "main.lua", [tenant], args.patients)
+            bench.main_runs(config)
+            if "hello" in args.targets:
+                bench.hello_runs(config)
+            if args.profile:
+                results["profiles"] = bench.profile(config, output.with_suffix("") / "profile")
+            results["scaling"] = bench.scaling() if args.scaling else None
+            bench.clinic_engine.dispose()
+    summary = report.summarise(bench.runs)
+    results.update(
+        finished_at=datetime.now(UTC).isoformat(),
+        runs=bench.runs,
+        summary=summary,
+        ratios=report.ratios(summary),
+        targets=report.targets(summary, results["scaling"]),
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(report.table(summary))
+    if results["scaling"]:
+        print("\nscaling (through the gateway)")
+        for row in results["scaling"]["summary"]:
+            row = {**row, "mix": f"{row['case']} {row['mix']}"}
+            print(report.table([row]).splitlines()[2])
+    print(f"\ndirect-to-clinic / gateway throughput: {results['ratios']}")
+    print(report.targets_table(results["targets"]))
+    print(f"\nresults: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
