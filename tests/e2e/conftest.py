@@ -111,6 +111,8 @@ def unique(prefix: str) -> str:
 class Api:
     """The few calls most tests make, through the gateway."""
 
+    password = PASSWORD
+
     def __init__(self, client: httpx.Client, running: RunningSystem) -> None:
         self.client = client
         self.running = running
