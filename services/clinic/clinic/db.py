@@ -168,7 +168,15 @@ class PostgresTenants(TenantDatabases):
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(tenant)}
             )
-            connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(tenant)}")
+            # Ask the catalog with a query (a fresh snapshot), not CREATE SCHEMA IF NOT EXISTS:
+            # that consults this backend's cache, which may still say "absent" after another
+            # process created the schema while we waited for the lock.
+            exists = connection.execute(
+                text("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = :schema)"),
+                {"schema": tenant},
+            ).scalar_one()
+            if not exists:
+                connection.exec_driver_sql(f"CREATE SCHEMA {quote_identifier(tenant)}")
             bound = connection.execution_options(schema_translate_map={None: tenant})
             _upgrade(bound, tenant)
         log.info("tenant schema provisioned", extra={"tenant": tenant})
@@ -185,12 +193,12 @@ class PostgresTenants(TenantDatabases):
 
     def tenants(self) -> list[str]:
         with self.engine.connect() as connection:
+            # The clinic database is the clinic's own: every schema with an alembic_version
+            # table is a tenant (whatever revision it is at).
             rows = connection.execute(
                 text(
                     "SELECT table_schema FROM information_schema.tables "
-                    "WHERE table_name = 'alembic_version' "
-                    "AND table_schema IN (SELECT table_schema FROM information_schema.tables "
-                    "WHERE table_name = 'consultation') ORDER BY table_schema"
+                    "WHERE table_name = 'alembic_version' ORDER BY table_schema"
                 )
             ).scalars()
             found = [str(schema) for schema in rows if valid_schema_name(str(schema))]

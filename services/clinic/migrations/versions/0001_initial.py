@@ -37,10 +37,13 @@ def _trigram_opclass() -> str:
     """``<schema>.gin_trgm_ops`` wherever pg_trgm lives, so tenant schemas resolve it."""
     bind = op.get_bind()
     bind.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": EXTENSION_LOCK})
-    bind.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
-    schema = bind.exec_driver_sql(
-        "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'"
-    ).scalar_one()
+    find = "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'"
+    # A query sees what another process committed while we waited for the lock; IF NOT
+    # EXISTS alone may consult a stale per-backend cache.
+    schema = bind.exec_driver_sql(find).scalar()
+    if schema is None:
+        bind.exec_driver_sql("CREATE EXTENSION pg_trgm WITH SCHEMA public")
+        schema = bind.exec_driver_sql(find).scalar_one()
     return f"{schema}.gin_trgm_ops"
 
 

@@ -1,0 +1,282 @@
+"""Tenancy: the token's tenant decides everything; tenants never see one another's data;
+a new tenant is provisioned exactly once; ``migrate`` upgrades every tenant."""
+
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from alembic import command
+from clinic.db import MIGRATIONS, head_revision, migrate, tenant_databases
+from clinic.settings import ClinicSettings
+from common.testing import TestSigner
+from sqlalchemy import create_engine, text
+
+Json = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def tenant_a() -> str:
+    return f"t_{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="module")
+def tenant_a_records(
+    server: str, signer: TestSigner, transport: httpx.HTTPTransport, tenant_a: str
+) -> dict[str, Json]:
+    """Tenant A's patient, cabinet and consultation (once per module and backend)."""
+    headers = signer.auth_header(tenant=tenant_a)
+    with httpx.Client(base_url=server, headers=headers, transport=transport) as client:
+        patient = client.post(
+            "/api/patients/",
+            json={"name": "Alice Tenant-A", "birthdate": "1980-01-01", "contact_number": "0123456"},
+        ).json()
+        cabinet = client.post(
+            "/api/cabinets/",
+            json={"name": "Cabinet Tenant-A", "address": "A St", "contact_number": "0123456"},
+        ).json()
+        consultation = client.post(
+            "/api/consultations/",
+            json={
+                "patient": patient["id"],
+                "cabinet": cabinet["id"],
+                "date": "2024-01-01T10:00:00Z",
+                "diagnosis": "Secret diagnosis",
+            },
+        ).json()
+    return {"patients": patient, "cabinets": cabinet, "consultations": consultation}
+
+
+@pytest.mark.parametrize("resource", ["patients", "cabinets", "consultations"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+def test_other_tenants_record_is_404_for_every_method(
+    api: httpx.Client, tenant_a_records: dict[str, Json], resource: str, method: str
+) -> None:
+    # ``api`` is this module's tenant B, which never creates records.
+    record = tenant_a_records[resource]
+    body = {k: v for k, v in record.items() if k not in ("id", "created_at", "updated_at")}
+    response = api.request(method, f"/api/{resource}/{record['id']}/", json=body)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_other_tenants_records_are_untouched_by_tenant_b(
+    api: httpx.Client,
+    server: str,
+    tenant_a_records: dict[str, Json],
+    tenant_a: str,
+    signer: TestSigner,
+    transport: httpx.HTTPTransport,
+) -> None:
+    for resource, record in tenant_a_records.items():
+        api.delete(f"/api/{resource}/{record['id']}/")
+        api.patch(f"/api/{resource}/{record['id']}/", json={"name": "changed", "diagnosis": "x"})
+    with httpx.Client(
+        base_url=server, headers=signer.auth_header(tenant=tenant_a), transport=transport
+    ) as owner:
+        for resource, record in tenant_a_records.items():
+            assert owner.get(f"/api/{resource}/{record['id']}/").json() == record
+
+
+def test_other_tenants_records_never_appear_in_lists_counts_or_search(
+    fresh_api: httpx.Client, tenant_a_records: dict[str, Json]
+) -> None:
+    searches = {
+        "patients": tenant_a_records["patients"]["name"],
+        "cabinets": tenant_a_records["cabinets"]["name"],
+        "consultations": "Secret",
+    }
+    for resource, term in searches.items():
+        for params in ({}, {"search": term}, {"page": "last"}):
+            body = fresh_api.get(f"/api/{resource}/", params=params).json()
+            assert body == {"count": 0, "next": None, "previous": None, "results": []}
+    filtered = fresh_api.get(
+        "/api/consultations/", params={"patient": tenant_a_records["patients"]["id"]}
+    ).json()
+    assert filtered["count"] == 0
+
+
+def test_consultation_cannot_reference_another_tenants_patient(
+    fresh_api: httpx.Client, tenant_a_records: dict[str, Json]
+) -> None:
+    # Tenant B owns a cabinet but no patient: A's patient id must not resolve.
+    cabinet = fresh_api.post(
+        "/api/cabinets/", json={"name": "B", "address": "B St", "contact_number": "0123456"}
+    ).json()
+    patient_id = tenant_a_records["patients"]["id"]
+    response = fresh_api.post(
+        "/api/consultations/",
+        json={
+            "patient": patient_id,
+            "cabinet": cabinet["id"],
+            "date": "2024-01-01T10:00:00Z",
+            "diagnosis": "x",
+        },
+    )
+    assert response.status_code == 400
+    assert response.json() == {"patient": [f'Invalid pk "{patient_id}" - object does not exist.']}
+
+
+def test_x_tenant_header_is_ignored(
+    fresh_api: httpx.Client,
+    client_for: Callable[[str], httpx.Client],
+    new_tenant: Callable[[], str],
+    make_cabinet: Callable[..., Json],
+) -> None:
+    victim = new_tenant()
+    make_cabinet(client_for(victim), name="Victim cabinet")
+    body = fresh_api.get("/api/cabinets/", headers={"X-Tenant": victim}).json()
+    assert body["count"] == 0
+    created = fresh_api.post(
+        "/api/cabinets/",
+        json={"name": "Mine", "address": "A", "contact_number": "0123456"},
+        headers={"X-Tenant": victim},
+    ).json()
+    assert client_for(victim).get("/api/cabinets/?search=Mine").json()["count"] == 0
+    assert fresh_api.get(f"/api/cabinets/{created['id']}/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "bad_tenant",
+    ["Public", "1abc", "a-b", 'x"; DROP SCHEMA public CASCADE; --', "pg_catalog", "a" * 64, ""],
+)
+def test_token_with_invalid_tenant_name_is_401(
+    server: str, signer: TestSigner, transport: httpx.HTTPTransport, bad_tenant: str
+) -> None:
+    with httpx.Client(base_url=server, transport=transport) as client:
+        response = client.get("/api/patients/", headers=signer.auth_header(tenant=bad_tenant))
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_not_valid"
+
+
+def test_tenant_data_lives_in_its_own_schema_or_file(
+    shared_backend: str,
+    shared_database_url: str,
+    fresh_api: httpx.Client,
+    make_patient: Callable[..., Json],
+    sqlite_tenant_file: Callable[[str, str], Path],
+) -> None:
+    make_patient(fresh_api)
+    tenant = _tenant_of(fresh_api)
+    if shared_backend == "sqlite":
+        path = sqlite_tenant_file(shared_database_url, tenant)
+        engine = create_engine(f"sqlite:///{path}")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM patient")).scalar_one() == 1
+        engine.dispose()
+        return
+    engine = create_engine(shared_database_url)
+    with engine.connect() as connection:
+        assert (
+            connection.execute(text(f'SELECT count(*) FROM "{tenant}".patient')).scalar_one() == 1
+        )
+        # Nothing shared references tenant tables; no foreign key leaves the schema.
+        outside = connection.execute(
+            text(
+                "SELECT count(*) FROM information_schema.referential_constraints r "
+                "JOIN information_schema.table_constraints t "
+                "ON t.constraint_name = r.unique_constraint_name "
+                "AND t.constraint_schema = r.unique_constraint_schema "
+                "WHERE (r.constraint_schema = :s) <> (t.table_schema = :s)"
+            ),
+            {"s": tenant},
+        ).scalar_one()
+        assert outside == 0
+    engine.dispose()
+
+
+def _tenant_of(client: httpx.Client) -> str:
+    import jwt
+
+    token = client.headers["Authorization"].split()[1]
+    return str(jwt.decode(token, options={"verify_signature": False})["tenant"])
+
+
+def _alembic_rows(url: str, tenant: str) -> list[str]:
+    if url.startswith("sqlite"):
+        path = ClinicSettings(database_url=url).sqlite_tenant_dir / f"{tenant}.sqlite3"
+        url, table = f"sqlite:///{path}", "alembic_version"
+    else:
+        table = f'"{tenant}".alembic_version'
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [
+                str(r)
+                for r in connection.execute(text(f"SELECT version_num FROM {table}")).scalars()
+            ]
+    finally:
+        engine.dispose()
+
+
+def test_twenty_concurrent_first_requests_provision_a_new_tenant_once(
+    backend: str,
+    database_url: Callable[[str], str],
+    own_server: Callable[[str], Any],
+    signer: TestSigner,
+    new_tenant: Callable[[], str],
+) -> None:
+    url = database_url("clinic")
+    tenant = new_tenant()
+    headers = signer.auth_header(tenant=tenant)
+    # Two servers (two processes' worth of state) race: the advisory lock must hold too.
+    with own_server(url) as first, own_server(url) as second:
+        with ThreadPoolExecutor(20) as pool:
+            responses = list(
+                pool.map(
+                    lambda i: httpx.post(
+                        f"{(first, second)[i % 2]}/api/cabinets/",
+                        json={"name": f"C{i}", "address": "A", "contact_number": "0123456"},
+                        headers=headers,
+                        timeout=60,
+                    ),
+                    range(20),
+                )
+            )
+        assert [r.status_code for r in responses] == [201] * 20
+        listed = httpx.get(f"{first}/api/cabinets/", headers=headers).json()
+        assert listed["count"] == 20
+    assert _alembic_rows(url, tenant) == [head_revision()]
+    if backend == "postgresql":
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            schemas = connection.execute(
+                text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": tenant}
+            ).scalar_one()
+        engine.dispose()
+        assert schemas == 1
+
+
+def test_migrate_upgrades_every_tenant(
+    backend: str,
+    database_url: Callable[[str], str],
+    new_tenant: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    url = database_url("clinic")
+    settings = ClinicSettings(database_url=url, data_dir=tmp_path)
+    old, current = new_tenant(), new_tenant()
+    databases = tenant_databases(settings)
+    for tenant in (old, current):
+        databases.ensure_tenant(tenant)
+    # Take one tenant back to before the first revision, as if it predated it.
+    engine = databases.engine_for(old) if backend == "sqlite" else databases.engine  # type: ignore[attr-defined]
+    from common.db import alembic_config
+
+    config = alembic_config(MIGRATIONS, url)
+    with engine.begin() as connection:
+        if backend == "postgresql":
+            connection = connection.execution_options(schema_translate_map={None: old})
+        config.attributes["connection"] = connection
+        config.attributes["tenant_schema"] = None if backend == "sqlite" else old
+        command.downgrade(config, "base")
+    databases.dispose()
+    assert _alembic_rows(url, old) == []
+
+    assert set(tenant_databases(settings).tenants()) >= {"public", old, current}
+    migrate(settings)
+    for tenant in ("public", old, current):
+        assert _alembic_rows(url, tenant) == [head_revision()]
