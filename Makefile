@@ -8,7 +8,7 @@ UV := $(HOME)/.local/bin/uv
 endif
 export UV_LINK_MODE ?= copy
 PYTEST_WORKERS ?= 2
-TEST_PATHS := libs/common/tests services/auth/tests services/tenants/tests services/clinic/tests gateway/tests tests/e2e tests/bench
+TEST_PATHS := libs/common/tests services/auth/tests services/tenants/tests services/clinic/tests gateway/tests deploy/tests tests/e2e tests/bench
 
 .PHONY: help install run test lint fmt migrate bench
 

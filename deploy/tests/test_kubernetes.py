@@ -1,0 +1,298 @@
+"""deploy/k8s: rendered by kustomize, validated against the Kubernetes schemas, cross-checked.
+
+The Traefik CRDs (IngressRoute, Middleware) have no schema in kubernetes-validate, so their
+references are checked here instead, and their routes against the gateway's own route table.
+"""
+
+import copy
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+
+APP_SERVICES = ("auth", "clinic", "tenants", "edge")
+DATABASE_SERVICES = ("auth", "clinic", "tenants")
+TRAEFIK_GROUP = "traefik.io/"
+TARGETS = ("base", "overlays/production")
+KUBERNETES_VERSION = "1.33.0"  # the oldest minor release the manifests promise to support
+Json = dict[str, Any]
+Render = Callable[[str], list[Json]]
+
+
+def by_kind(objects: list[Json], kind: str) -> dict[str, Json]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def container(deployment: Json) -> Json:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    result: Json = containers[0]
+    return result
+
+
+@pytest.fixture(scope="module")
+def production(render_kustomization: Render) -> list[Json]:
+    return render_kustomization("overlays/production")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_manifests_validate_strictly_against_the_kubernetes_schemas(
+    render_kustomization: Render, target: str
+) -> None:
+    objects = render_kustomization(target)
+    checked = 0
+    for obj in objects:
+        if obj["apiVersion"].startswith(TRAEFIK_GROUP):
+            continue
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        checked += 1
+    assert checked >= 15  # Deployments, Services, HPAs, PDBs, the Job, ConfigMap...
+
+
+def test_strict_validation_rejects_an_unknown_field(render_kustomization: Render) -> None:
+    deployment = copy.deepcopy(by_kind(render_kustomization("base"), "Deployment")["clinic"])
+    container(deployment)["readinesProbe"] = {"httpGet": {"path": "/health/", "port": "http"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_base_holds_no_secret_values(render_kustomization: Render) -> None:
+    base = render_kustomization("base")
+    assert not by_kind(base, "Secret")
+    for obj in base:
+        for c in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            for variable in c.get("env", []):
+                if any(word in variable["name"] for word in ("PASSWORD", "DATABASE_URL", "KEY")):
+                    assert "valueFrom" in variable or variable["name"].endswith("_FILE"), variable
+
+
+def test_every_referenced_secret_and_config_map_is_generated(production: list[Json]) -> None:
+    secrets = by_kind(production, "Secret")
+    config_maps = by_kind(production, "ConfigMap")
+    referenced = 0
+    for obj in production:
+        pod = obj.get("spec", {}).get("template", {}).get("spec")
+        if pod is None:
+            continue
+        for volume in pod.get("volumes", []):
+            if "secret" in volume:
+                secret = secrets[volume["secret"]["secretName"]]
+                for item in volume["secret"].get("items", []):
+                    assert item["key"] in secret["data"]
+                referenced += 1
+        for c in pod["containers"]:
+            for source in c.get("envFrom", []):
+                assert source["configMapRef"]["name"] in config_maps
+            for variable in c.get("env", []):
+                ref = variable.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in secrets[ref["name"]]["data"], ref
+                    referenced += 1
+    assert referenced >= 8
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_deployment_probes_resources_and_security(
+    production: list[Json], name: str, image_ports: dict[str, int]
+) -> None:
+    deployment = by_kind(production, "Deployment")[name]
+    spec = deployment["spec"]
+    assert "replicas" not in spec, "the HPA owns the replica count"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["automountServiceAccountToken"] is False
+    c = container(deployment)
+    assert c["image"].startswith("registry.example.com/dentiapro/")
+    assert c["image"].endswith(f"/{name}:0.1.0")
+    assert c["ports"] == [{"name": "http", "containerPort": image_ports[name]}]
+    readiness = "/health/live" if name == "edge" else "/health/"  # the edge's /health/ aggregates
+    assert c["readinessProbe"]["httpGet"] == {"path": readiness, "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    for kind in ("requests", "limits"):
+        assert set(c["resources"][kind]) == {"cpu", "memory"}
+    security = c["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert "/tmp" in mounts  # noqa: S108 - an emptyDir, the only writable path
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_each_deployment_has_a_service_an_autoscaler_and_a_disruption_budget(
+    production: list[Json], name: str, image_ports: dict[str, int]
+) -> None:
+    labels = by_kind(production, "Deployment")[name]["spec"]["template"]["metadata"]["labels"]
+    service = by_kind(production, "Service")[name]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": image_ports[name], "targetPort": "http"}
+    ]
+    hpa = by_kind(production, "HorizontalPodAutoscaler")[name]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": name
+    }  # fmt: skip
+    assert hpa["spec"]["minReplicas"] >= 2
+    pdb = by_kind(production, "PodDisruptionBudget")[name]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"], "a drain must be possible"
+
+
+def test_each_service_reads_only_its_own_database_secret(production: list[Json]) -> None:
+    for name in APP_SERVICES:
+        variables = {v["name"] for v in container(by_kind(production, "Deployment")[name])["env"] or []} if "env" in container(by_kind(production, "Deployment")[name]) else set()  # fmt: skip
+        urls = {v for v in variables if v.endswith("_DATABASE_URL")}
+        assert urls == ({f"{name.upper()}_DATABASE_URL"} if name in DATABASE_SERVICES else set())
+
+
+def test_auth_signs_with_a_key_mounted_from_a_secret(production: list[Json]) -> None:
+    auth = by_kind(production, "Deployment")["auth"]
+    c = container(auth)
+    variables = {v["name"]: v for v in c["env"]}
+    key_file = variables["JWT_PRIVATE_KEY_FILE"]["value"]
+    mount = next(m for m in c["volumeMounts"] if key_file.startswith(m["mountPath"] + "/"))
+    assert mount["readOnly"] is True
+    volume = next(
+        v for v in auth["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]
+    )
+    assert volume["secret"]["secretName"].startswith("dentiapro-jwt-")  # generated, hashed
+
+
+def test_config_map_points_every_service_at_its_kubernetes_service(
+    production: list[Json], image_ports: dict[str, int]
+) -> None:
+    (config,) = by_kind(production, "ConfigMap").values()
+    for name, port in image_ports.items():
+        assert config["data"][f"{name.upper()}_URL"] == f"http://{name}:{port}"
+
+
+def test_migration_job_has_every_database_and_the_migrate_image(production: list[Json]) -> None:
+    job = by_kind(production, "Job")["migrate"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    c = container(job)
+    assert c["image"] == "registry.example.com/dentiapro/migrate:0.1.0"
+    urls = {v["name"] for v in c["env"] if v["name"].endswith("_DATABASE_URL")}
+    assert urls == {"AUTH_DATABASE_URL", "CLINIC_DATABASE_URL", "TENANTS_DATABASE_URL"}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+# ----------------------------------------------------------------- Traefik CRDs
+
+
+def test_ingress_routes_reference_existing_services_and_middlewares(
+    production: list[Json],
+) -> None:
+    services = by_kind(production, "Service")
+    middlewares = by_kind(production, "Middleware")
+    routes = [
+        r for ir in by_kind(production, "IngressRoute").values() for r in ir["spec"]["routes"]
+    ]
+    assert routes
+    for route in routes:
+        for ref in route.get("middlewares", []):
+            assert ref["name"] in middlewares, ref
+        for ref in route["services"]:
+            if ref.get("kind") == "TraefikService":
+                assert ref["name"] in {"noop@internal", "prometheus@internal"}, ref
+                continue
+            ports = [p["port"] for p in services[ref["name"]]["spec"]["ports"]]
+            assert ref["port"] in ports, ref
+
+
+def test_middlewares_reference_existing_middlewares_and_services(production: list[Json]) -> None:
+    services = by_kind(production, "Service")
+    middlewares = by_kind(production, "Middleware")
+    namespace = next(iter(services.values()))["metadata"]["namespace"]
+    for name, middleware in middlewares.items():
+        spec = middleware["spec"]
+        for ref in spec.get("chain", {}).get("middlewares", []):
+            assert ref["name"] in middlewares, (name, ref)
+        if "errors" in spec:
+            ref = spec["errors"]["service"]
+            assert ref["port"] in [p["port"] for p in services[ref["name"]]["spec"]["ports"]]
+        if "forwardAuth" in spec:
+            # Traefik runs in another namespace: the address must be the Service's FQDN.
+            address = urlsplit(spec["forwardAuth"]["address"])
+            host = address.hostname or ""
+            service, _, rest = host.partition(".")
+            assert rest == f"{namespace}.svc.cluster.local", host
+            assert address.port in [p["port"] for p in services[service]["spec"]["ports"]]
+
+
+# Fields Traefik's API reports with their default value when the file leaves them out.
+TRAEFIK_DEFAULTS = {"forwardAuth": {"maxBodySize": -1}}
+
+
+def _comparable(kind: str, config: Json) -> Json:
+    """A middleware's configuration minus what each provider spells its own way."""
+    config = copy.deepcopy(config)
+    if kind == "chain":
+        names = [m["name"] if isinstance(m, dict) else m for m in config["middlewares"]]
+        config["middlewares"] = [name.split("@")[0] for name in names]
+    elif kind == "errors":
+        service = config.pop("service")
+        assert (service["name"] if isinstance(service, dict) else service) == "edge"
+        if "statusRewrites" in config:
+            config["statusRewrites"] = {str(k): int(v) for k, v in config["statusRewrites"].items()}
+    elif kind == "forwardAuth":
+        # The host differs (a namespace FQDN in Kubernetes); the path is the edge's endpoint.
+        config["address"] = urlsplit(config["address"]).path
+    for key, default in TRAEFIK_DEFAULTS.get(kind, {}).items():
+        if config.get(key) == default:
+            del config[key]
+    return config
+
+
+def test_ingress_route_serves_the_same_route_table_as_the_gateway(
+    production: list[Json], traefik_with_compose_env: Any
+) -> None:
+    """Every router of gateway/traefik/dynamic, as Traefik loaded it, is a route here."""
+    traefik = traefik_with_compose_env
+    routers = traefik.get(f"{traefik.api_url}/api/http/routers").json()
+    expected = sorted(
+        (
+            r["rule"],
+            r["priority"],  # Traefik's default is the rule's length, in both providers
+            tuple(m.split("@")[0] for m in r.get("middlewares", [])),
+            r["service"] if r["service"].endswith("@internal") else r["service"].split("@")[0],
+            tuple(r["entryPoints"]),
+        )
+        for r in routers
+        if r["provider"] == "file"
+    )
+    (ingress,) = by_kind(production, "IngressRoute").values()
+    actual = sorted(
+        (
+            route["match"],
+            route.get("priority", len(route["match"])),
+            tuple(m["name"] for m in route.get("middlewares", [])),
+            route["services"][0]["name"],
+            tuple(ingress["spec"]["entryPoints"]),
+        )
+        for route in ingress["spec"]["routes"]
+    )
+    assert actual == expected
+
+
+def test_middlewares_are_configured_like_the_gateways(
+    production: list[Json], traefik_with_compose_env: Any
+) -> None:
+    traefik = traefik_with_compose_env
+    loaded = traefik.get(f"{traefik.api_url}/api/http/middlewares").json()
+    expected: dict[str, Json] = {}
+    for middleware in loaded:
+        if middleware["provider"] != "file":
+            continue
+        kind = next(k for k, v in middleware.items() if isinstance(v, dict))
+        expected[middleware["name"].split("@")[0]] = {kind: _comparable(kind, middleware[kind])}
+    actual: dict[str, Json] = {}
+    for name, middleware in by_kind(production, "Middleware").items():
+        ((kind, config),) = middleware["spec"].items()
+        actual[name] = {kind: _comparable(kind, config)}
+    assert actual == expected

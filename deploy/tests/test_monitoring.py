@@ -1,0 +1,283 @@
+"""Prometheus scrape config, alert rules and the Grafana dashboard.
+
+promtool ships in no PyPI package, so PromQL is parsed with promql-parser (the Rust parser)
+and every metric a rule or panel reads is checked against what the running processes export.
+"""
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+GRAFANA = ROOT / "deploy" / "grafana"
+APP_SERVICES = ("auth", "clinic", "tenants", "edge")
+# Series that Prometheus itself (up) or the blackbox exporter (probe_*) produce.
+EXTERNAL_METRICS = {"up", "probe_success", "probe_duration_seconds", "probe_http_status_code"}
+# Labels Prometheus adds to every scraped series, and the ones relabelled onto probes.
+TARGET_LABELS = {"job", "instance", "service"}
+Json = dict[str, Any]
+Catalogue = dict[str, dict[str, set[str] | None]]
+
+
+@pytest.fixture(scope="module")
+def prometheus_config() -> Json:
+    config: Json = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    return config
+
+
+@pytest.fixture(scope="module")
+def rules() -> list[Json]:
+    groups: list[Json] = []
+    for path in sorted((PROMETHEUS / "rules").glob("*.yml")):
+        groups += yaml.safe_load(path.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+@pytest.fixture(scope="module")
+def dashboards() -> list[Json]:
+    return [
+        json.loads(path.read_text()) for path in sorted((GRAFANA / "dashboards").glob("*.json"))
+    ]
+
+
+def panels(dashboard: Json) -> Iterator[Json]:
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def dashboard_queries(dashboard: Json) -> Iterator[tuple[str, str]]:
+    """(panel title, PromQL) with Grafana's variables replaced the way Grafana would."""
+    variables = {v["name"]: v.get("allValue", "") for v in dashboard["templating"]["list"]}
+    for panel in panels(dashboard):
+        for target in panel.get("targets", []):
+            expr = target["expr"].replace("$__rate_interval", "5m")
+            for name, value in variables.items():
+                expr = expr.replace(f"${name}", value)
+            yield panel["title"], expr
+
+
+def selectors(expr: str) -> list[Any]:
+    found: list[Any] = []
+    promql_parser.walk(
+        promql_parser.parse(expr),
+        lambda node: found.append(node) if isinstance(node, promql_parser.VectorSelector) else None,
+    )
+    return found
+
+
+def job_regex(selector: Any) -> re.Pattern[str] | None:
+    for matcher in selector.matchers.matchers:
+        if matcher.name == "job":
+            op = str(matcher.op)
+            value = re.escape(matcher.value) if op.endswith("Equal") else matcher.value
+            assert "Not" not in op, "negative job matchers are not used here"
+            return re.compile(value)
+    return None
+
+
+def check_exported(expr: str, catalogue: Catalogue, jobs: dict[str, str]) -> None:
+    """Each metric the expression reads exists in every job its ``job`` matcher selects."""
+    for selector in selectors(expr):
+        name = selector.name
+        assert name, f"selector without a metric name in {expr}"
+        if name in EXTERNAL_METRICS:
+            continue
+        pattern = job_regex(selector)
+        selected = [j for j in jobs if pattern is None or pattern.fullmatch(j)]
+        processes = [jobs[j] for j in selected if jobs[j] in catalogue]
+        assert processes, f"{name}: its job matcher selects no scraped process"
+        exporting = [p for p in processes if name in catalogue[p]]
+        if pattern is None:
+            assert exporting, f"{name} is exported by no process ({expr})"
+        else:
+            assert exporting == processes, (
+                f"{name} is missing from {set(processes) - set(exporting)}"
+            )
+        for matcher in selector.matchers.matchers:
+            if matcher.name in TARGET_LABELS or matcher.name == "__name__":
+                continue
+            for process in exporting:
+                labels = catalogue[process][name]
+                if labels is not None:  # None: declared, but no sample showed its labels yet
+                    assert matcher.name in labels, f"{name} has no label {matcher.name}"
+
+
+@pytest.fixture(scope="module")
+def job_processes(prometheus_config: Json) -> dict[str, str]:
+    """Scrape job -> the process whose metrics it collects (from the targets it discovers)."""
+    result: dict[str, str] = {}
+    for job in prometheus_config["scrape_configs"]:
+        names = [n for sd in job.get("dns_sd_configs", []) for n in sd["names"]]
+        hosts = [t.split(":")[0] for sc in job.get("static_configs", []) for t in sc["targets"]]
+        discovered = set(names + hosts)
+        result[job["job_name"]] = discovered.pop() if len(discovered) == 1 else "blackbox"
+    return result
+
+
+def test_every_process_is_scraped_on_its_metrics_path(
+    prometheus_config: Json, image_ports: dict[str, int], compose_config: Json
+) -> None:
+    jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
+    for name in APP_SERVICES:
+        job = jobs[name]
+        assert job["metrics_path"] == "/metrics/"
+        # DNS discovery: every replica of a --scale'd service is its own target.
+        (sd,) = job["dns_sd_configs"]
+        assert sd == {
+            "names": [name],
+            "type": "A",
+            "port": image_ports[name],
+            "refresh_interval": "15s",
+        }
+    traefik = jobs["traefik"]
+    static = yaml.safe_load((ROOT / "gateway/traefik/traefik.yml").read_text())
+    assert static["metrics"]["prometheus"]["manualRouting"] is True
+    web_port = static["entryPoints"]["web"]["address"].rsplit(":", 1)[1]
+    assert traefik["static_configs"] == [{"targets": [f"traefik:{web_port}"]}]
+    assert set(compose_config["services"]) >= {"traefik", "blackbox", *APP_SERVICES}
+
+
+def test_health_probes_every_replica_of_each_database_service(prometheus_config: Json) -> None:
+    job = next(j for j in prometheus_config["scrape_configs"] if j["job_name"] == "health")
+    assert job["params"] == {"module": ["http_health"]}
+    assert {sd["names"][0] for sd in job["dns_sd_configs"]} == {"auth", "clinic", "tenants"}
+    relabels = {r.get("target_label"): r for r in job["relabel_configs"]}
+    assert relabels["__param_target"]["replacement"] == "http://${1}/health/"
+    assert relabels["__address__"]["replacement"] == "blackbox:9115"
+    blackbox = yaml.safe_load((PROMETHEUS / "blackbox.yml").read_text())
+    assert blackbox["modules"]["http_health"]["http"]["valid_status_codes"] == [200]
+
+
+def test_rule_files_are_where_prometheus_loads_them(
+    prometheus_config: Json, compose_config: Json
+) -> None:
+    mounts = {
+        Path(v["source"]): v["target"]
+        for v in compose_config["services"]["prometheus"]["volumes"]
+        if v["type"] == "bind"
+    }
+    container_dir = mounts[PROMETHEUS]
+    assert prometheus_config["rule_files"] == [f"{container_dir}/rules/*.yml"]
+
+
+def test_every_rule_is_a_complete_alert_with_valid_promql(rules: list[Json]) -> None:
+    assert len(rules) >= 6
+    names = [rule["alert"] for rule in rules]
+    assert len(names) == len(set(names))
+    for rule in rules:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations", "keep_firing_for"}
+        assert rule["labels"]["severity"] in {"critical", "warning"}
+        assert rule["annotations"]["summary"]
+        assert re.fullmatch(r"\d+[smh]", rule["for"])
+        promql_parser.parse(rule["expr"])  # raises on a syntax error
+
+
+def test_alerts_cover_health_errors_and_latency(rules: list[Json]) -> None:
+    exprs = " ".join(rule["expr"] for rule in rules)
+    assert "up{" in exprs
+    assert "probe_success" in exprs
+    assert 'status=~"5.."' in exprs
+    assert "histogram_quantile(0.99" in exprs
+
+
+def test_the_promql_parser_rejects_broken_queries() -> None:
+    with pytest.raises(ValueError, match="parenthesis"):
+        promql_parser.parse("sum(rate(http_requests_total[5m])")
+
+
+def test_dashboard_is_provisioned_with_the_provisioned_datasource(dashboards: list[Json]) -> None:
+    datasources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    (datasource,) = datasources["datasources"]
+    assert datasource["url"] == "http://prometheus:9090"
+    (dashboard,) = dashboards
+    assert dashboard["uid"]
+    assert dashboard["title"]
+    ids = [panel["id"] for panel in panels(dashboard)]
+    assert len(ids) == len(set(ids))
+    for panel in panels(dashboard):
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == datasource["uid"]
+
+
+def test_dashboard_shows_rates_errors_latency_health_and_pools(dashboards: list[Json]) -> None:
+    (dashboard,) = dashboards
+    queries = " ".join(expr for _, expr in dashboard_queries(dashboard))
+    for needle in (
+        "rate(http_requests_total",
+        'status=~"5.."',
+        "histogram_quantile(0.5, sum by (job, le)",
+        "histogram_quantile(0.99, sum by (job, le)",
+        "histogram_quantile(0.99, sum by (router, le)",
+        "rate(traefik_router_requests_total",
+        "probe_success",
+        "db_pool_checked_out",
+    ):
+        assert needle in queries, needle
+
+
+def test_every_dashboard_query_parses(dashboards: list[Json]) -> None:
+    for dashboard in dashboards:
+        for title, expr in dashboard_queries(dashboard):
+            try:
+                promql_parser.parse(expr)
+            except ValueError as exc:
+                pytest.fail(f"{title}: {exc}: {expr}")
+
+
+def test_alerts_read_only_metrics_the_services_export(
+    rules: list[Json], exported_metrics: Catalogue, job_processes: dict[str, str]
+) -> None:
+    for rule in rules:
+        check_exported(rule["expr"], exported_metrics, job_processes)
+
+
+def test_dashboard_reads_only_metrics_the_services_export(
+    dashboards: list[Json], exported_metrics: Catalogue, job_processes: dict[str, str]
+) -> None:
+    for dashboard in dashboards:
+        for _, expr in dashboard_queries(dashboard):
+            check_exported(expr, exported_metrics, job_processes)
+
+
+def test_metric_check_catches_an_unknown_metric_and_a_wrong_job(
+    exported_metrics: Catalogue, job_processes: dict[str, str]
+) -> None:
+    with pytest.raises(AssertionError, match="exported by no process"):
+        check_exported("rate(http_request_total[5m])", exported_metrics, job_processes)
+    with pytest.raises(AssertionError, match="missing from"):
+        check_exported('auth_logins_total{job="clinic"}', exported_metrics, job_processes)
+    with pytest.raises(AssertionError, match="has no label"):
+        check_exported('http_requests_total{code="500"}', exported_metrics, job_processes)
+
+
+def test_every_process_exports_the_documented_metrics(exported_metrics: Catalogue) -> None:
+    common = {
+        "http_requests_total", "http_request_duration_seconds_bucket", "http_requests_in_flight",
+        "db_pool_size", "db_pool_checked_out", "db_pool_overflow", "process_resident_memory_bytes",
+    }  # fmt: skip
+    domain = {
+        "auth": "auth_logins_total",
+        "clinic": "clinic_records_created_total",
+        "tenants": "tenants_changes_total",
+        "edge": "edge_token_checks_total",
+    }
+    for name in APP_SERVICES:
+        assert common | {domain[name]} <= exported_metrics[name].keys(), name
+    assert {
+        "traefik_router_requests_total",
+        "traefik_router_request_duration_seconds_bucket",
+        "traefik_service_requests_total",
+        "traefik_service_server_up",
+    } <= exported_metrics["traefik"].keys()
