@@ -46,7 +46,7 @@ def test_valid_client_request_id_is_kept(client: httpx.Client, request_id: str) 
     [b"x" * 129, b"has space", b"tab\there", "é-accent".encode(), b""],
 )
 def test_invalid_client_request_id_is_replaced(client: httpx.Client, request_id: bytes) -> None:
-    response = client.get("/api/items/1/", headers={"X-Request-ID": request_id})
+    response = client.get("/api/items/1/", headers=[(b"X-Request-ID", request_id)])
     new_id = response.headers["X-Request-ID"]
     assert new_id.encode() != request_id
     assert re.fullmatch(r"[0-9a-f]{32}", new_id)

@@ -1,6 +1,8 @@
 """Every /api/tenants/ route: 401 without or with a bad token, 403 for a non-superuser."""
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -22,16 +24,19 @@ NOT_PROVIDED = {"detail": "Authentication credentials were not provided."}
 
 
 @pytest.fixture
-def target(new_tenant: object) -> int:
-    tenant = new_tenant()  # type: ignore[operator]
-    return int(tenant["id"])
+def target(new_tenant: Callable[..., dict[str, Any]]) -> int:
+    return int(new_tenant()["id"])
 
 
 def call(
-    client: httpx.Client, method: str, path: str, target: int, **kwargs: object
+    client: httpx.Client,
+    method: str,
+    path: str,
+    target: int,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     json = BODY if method in ("POST", "PUT", "PATCH") else None
-    return client.request(method, path.format(id=target), json=json, **kwargs)  # type: ignore[arg-type]
+    return client.request(method, path.format(id=target), json=json, headers=headers)
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -81,7 +86,7 @@ def test_route_with_invalid_token_is_a_401(
 def test_expired_or_refresh_superuser_token_is_a_401(
     anonymous: httpx.Client, signer: TestSigner, claims: dict[str, object], detail: str
 ) -> None:
-    token = signer.mint(is_superuser=True, **claims)  # type: ignore[arg-type]
+    token = signer.mint(is_superuser=True, **claims)
     response = anonymous.get("/api/tenants/", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert response.json() == {"detail": detail, "code": "token_not_valid"}

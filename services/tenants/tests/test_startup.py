@@ -17,7 +17,7 @@ from common.pytest_plugin import (
 from common.testing import TestSigner, serve
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import inspect, text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from tenants import crud
 from tenants.db import migrate
 from tenants.main import create_app
@@ -31,7 +31,7 @@ def tenants_in(url: str) -> list[Tenant]:
     engine = create_db_engine(url)
     try:
         with Session(engine) as session:
-            return list(session.exec(select(Tenant).order_by(Tenant.id)).all())  # type: ignore[arg-type]
+            return list(session.exec(select(Tenant).order_by(col(Tenant.id))).all())
     finally:
         engine.dispose()
 
