@@ -194,3 +194,26 @@ def test_token_checks_are_counted_by_result_and_reason(edge_url: str, signer: Te
         ("denied", "inactive_tenant"),
     ]:
         assert after.get(key, 0) - before.get(key, 0) >= 1, key
+
+
+def test_recent_tenant_answer_is_used_while_the_tenants_service_is_down(
+    make_edge: Any, signer: TestSigner, launcher: Any, auth_url: str, tmp_path: Any
+) -> None:
+    tenants = launcher.System(
+        ports=launcher.Ports.free(),
+        data_dir=tmp_path / "data",
+        env={"AUTH_URL": auth_url, "LOG_LEVEL": "WARNING"},
+        log_dir=tmp_path / "logs",
+    )
+    try:
+        tenants.start_process("tenants")
+        tenants.wait_until_service_healthy("tenants", timeout=60)
+        with make_edge(tenants_url=tenants.url("tenants"), tenant_cache_seconds=0.2) as url:
+            assert _verify(url, signer.mint(tenant="public")).status_code == 200
+            tenants.stop_process("tenants")
+            time.sleep(0.3)  # past the cache lifetime, well within the one-minute bound
+            assert _verify(url, signer.mint(tenant="public")).status_code == 200
+            # A tenant never seen before cannot be vouched for.
+            assert _verify(url, signer.mint(tenant="neverseen")).status_code == 503
+    finally:
+        tenants.stop()
