@@ -67,6 +67,8 @@ def test_request_id_is_created_when_absent_and_unique(client: httpx.Client) -> N
         ("POST", "/api/items/", 400),
         ("GET", "/api/errors/conflict/", 409),
         ("GET", "/api/me/", 401),
+        ("GET", "/api/errors/throttled/", 429),
+        ("GET", "/api/errors/database/", 503),
     ],
 )
 def test_request_id_is_echoed_on_errors(

@@ -85,6 +85,7 @@ def test_wrong_method_is_a_json_405(client: httpx.Client) -> None:
     response = client.delete("/api/items/")
     assert response.status_code == 405
     assert response.json() == {"detail": "Method not allowed."}
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"POST"}
 
 
 def test_non_numeric_path_id_is_a_404(client: httpx.Client) -> None:

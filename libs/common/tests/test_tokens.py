@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -123,6 +124,19 @@ def test_token_without_kid_is_rejected(client: httpx.Client, signer: TestSigner)
 
 def test_expired_token_is_rejected(client: httpx.Client, signer: TestSigner) -> None:
     response = client.get("/api/me/", headers=signer.auth_header(lifetime=-1))
+    assert_token_rejected(response)
+    assert response.json()["detail"] == "Token is expired"
+
+
+def test_verified_token_is_not_accepted_after_it_expires(
+    client: httpx.Client, signer: TestSigner
+) -> None:
+    token = signer.mint(lifetime=1)
+    assert client.get("/api/me/", headers=bearer(token)).status_code == 200
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, expires - time.time()) + 1.05)
+    # The verifier caches verified tokens: the cache must end at exp.
+    response = client.get("/api/me/", headers=bearer(token))
     assert_token_rejected(response)
     assert response.json()["detail"] == "Token is expired"
 
