@@ -10,8 +10,9 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,12 +204,15 @@ def auth_header(login: Callable[..., dict[str, str]]) -> Callable[..., dict[str,
 
 @dataclass
 class TenantsService:
+    """A running tenants service and a superuser token it accepts."""
+
     url: str
-    auth: httpx.Client
     superuser: dict[str, str]
     process: subprocess.Popen[bytes]
 
-    def create(self, schema_name: str, domain_url: str | None = None) -> dict[str, Any]:
+    def create(self, prefix: str, domain_url: str | None = None) -> dict[str, Any]:
+        """A new tenant; its schema_name is ``prefix`` plus a unique suffix."""
+        schema_name = f"{prefix}_{uuid.uuid4().hex[:8]}"
         body = {
             "name": f"Practice {schema_name}",
             "schema_name": schema_name,
@@ -233,6 +237,14 @@ class TenantsService:
                 self.process.wait()
 
 
+@dataclass
+class Tenancy:
+    """An auth server of the test wired to a tenants service."""
+
+    auth: httpx.Client
+    registry: TenantsService
+
+
 def _tenants_service_missing() -> str | None:
     try:
         found = importlib.util.find_spec("tenants.main") is not None
@@ -241,25 +253,27 @@ def _tenants_service_missing() -> str | None:
     return None if found else "the tenants service (package tenants, tenants.main) is not installed"
 
 
-@pytest.fixture
-def tenants(
-    start_auth: StartAuth, tmp_path: Path, login: Callable[..., dict[str, str]]
-) -> Iterator[Callable[..., TenantsService]]:
-    """Start the real tenants service (a subprocess) and an auth server that uses it."""
-    reason = _tenants_service_missing()
-    if reason:
-        pytest.skip(reason)
-    started: list[TenantsService] = []
-
-    def start(**auth_overrides: Any) -> TenantsService:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        auth = start_auth(tenants_url=url, **{"tenant_cache_seconds": 0, **auth_overrides})
+@contextmanager
+def _run_tenants_service(directory: Path) -> Iterator[TenantsService]:
+    """The tenants service as a subprocess, trusting the JWKS of an auth server of its own,
+    whose superuser token creates and deletes tenants."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = AuthSettings(
+        database_url=f"sqlite:///{directory / 'registry-auth.sqlite3'}",
+        data_dir=directory,
+        admin_username=ADMIN_USERNAME,
+        admin_password=ADMIN_PASSWORD,
+        tenants_url=url,
+        log_level="WARNING",
+        **FAST_ARGON2,
+    )
+    with serve(create_app(settings)) as auth_url:
         env = {
             **os.environ,
-            "TENANTS_DATABASE_URL": f"sqlite:///{tmp_path / f'tenants_{port}.sqlite3'}",
-            "AUTH_URL": str(auth.base_url).rstrip("/"),
-            "DENTIAPRO_DATA_DIR": str(tmp_path / "tenants-data"),
+            "TENANTS_DATABASE_URL": f"sqlite:///{directory / 'tenants.sqlite3'}",
+            "AUTH_URL": auth_url,
+            "DENTIAPRO_DATA_DIR": str(directory),
             "LOG_LEVEL": "WARNING",
         }
         command = [sys.executable, "-m", "uvicorn", "tenants.main:create_app", "--factory"]
@@ -269,21 +283,54 @@ def tenants(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        service = TenantsService(url, auth, {}, process)
-        started.append(service)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the tenants service did not start")
-            time.sleep(0.05)
-        service.superuser = bearer(login(auth, ADMIN_USERNAME, ADMIN_PASSWORD)["access"])
-        return service
+        service = TenantsService(url, {}, process)
+        try:
+            deadline = time.monotonic() + 90  # generous: a loaded CI machine imports slowly
+            while True:
+                try:
+                    if httpx.get(f"{url}/health/", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the tenants service did not start")
+                time.sleep(0.05)
+            tokens = httpx.post(
+                f"{auth_url}/api/auth/login/",
+                json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD},
+            ).json()
+            service.superuser = bearer(tokens["access"])
+            yield service
+        finally:
+            service.stop()
 
-    yield start
-    for service in started:
-        service.stop()
+
+@pytest.fixture(scope="session")
+def tenants_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenantsService]:
+    """One tenants service per test worker; tests create uniquely named tenants in it."""
+    reason = _tenants_service_missing()
+    if reason:
+        pytest.skip(reason)
+    with _run_tenants_service(tmp_path_factory.mktemp("tenants")) as service:
+        yield service
+
+
+@pytest.fixture
+def tenants(
+    start_auth: StartAuth, tenants_registry: TenantsService, tmp_path: Path
+) -> Iterator[Callable[..., Tenancy]]:
+    """Start an auth server that resolves tenants through the tenants service.
+
+    ``own_registry=True`` gives the test a tenants service of its own (one it may stop).
+    Tenant answers are not cached unless the test asks (``tenant_cache_seconds``).
+    """
+    with ExitStack() as stack:
+
+        def start(*, own_registry: bool = False, **auth_overrides: Any) -> Tenancy:
+            registry = tenants_registry
+            if own_registry:
+                registry = stack.enter_context(_run_tenants_service(tmp_path))
+            overrides = {"tenant_cache_seconds": 0, **auth_overrides}
+            return Tenancy(start_auth(tenants_url=registry.url, **overrides), registry)
+
+        yield start
