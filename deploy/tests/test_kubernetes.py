@@ -5,13 +5,17 @@ references are checked here instead, and their routes against the gateway's own 
 """
 
 import copy
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
+import yaml
 
+ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("auth", "clinic", "tenants", "edge")
 DATABASE_SERVICES = ("auth", "clinic", "tenants")
 TRAEFIK_GROUP = "traefik.io/"
@@ -296,3 +300,40 @@ def test_middlewares_are_configured_like_the_gateways(
         ((kind, config),) = middleware["spec"].items()
         actual[name] = {kind: _comparable(kind, config)}
     assert actual == expected
+
+
+def test_the_migration_phase_selects_the_job_and_everything_it_needs(
+    production: list[Json],
+) -> None:
+    """``kubectl apply -k ... -l 'app.kubernetes.io/component in (config,migration)'``."""
+    phase = [
+        o
+        for o in production
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        in {"config", "migration"}
+    ]
+    names = {(o["kind"], o["metadata"]["name"]) for o in phase}
+    assert ("Job", "migrate") in names
+    assert not [o for o in phase if o["kind"] == "Deployment"]
+    c = container(by_kind(production, "Job")["migrate"])
+    for source in c["envFrom"]:
+        assert ("ConfigMap", source["configMapRef"]["name"]) in names
+    for variable in c["env"]:
+        assert ("Secret", variable["valueFrom"]["secretKeyRef"]["name"]) in names
+
+
+def test_routes_use_the_gateways_upstream_timeouts(production: list[Json]) -> None:
+    services_file = ROOT / "gateway" / "traefik" / "dynamic" / "services.yml"
+    file_transports = yaml.safe_load(services_file.read_text())["http"]["serversTransports"]
+    transports = by_kind(production, "ServersTransport")
+    for name, transport in file_transports.items():
+        expected = {
+            key: re.sub(r'^\{\{.*default "([^"]+)".*\}\}$', r"\1", str(value))  # template default
+            for key, value in transport["forwardingTimeouts"].items()
+        }
+        assert transports[name]["spec"]["forwardingTimeouts"] == expected
+    (ingress,) = by_kind(production, "IngressRoute").values()
+    for route in ingress["spec"]["routes"]:
+        for ref in route["services"]:
+            if ref.get("kind") != "TraefikService":
+                assert ref["serversTransport"] in transports, ref
