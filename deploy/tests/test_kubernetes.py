@@ -6,6 +6,7 @@ references are checked here instead, and their routes against the gateway's own 
 
 import copy
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -337,3 +338,64 @@ def test_routes_use_the_gateways_upstream_timeouts(production: list[Json]) -> No
         for ref in route["services"]:
             if ref.get("kind") != "TraefikService":
                 assert ref["serversTransport"] in transports, ref
+
+
+def _flags(tree: Any, prefix: str) -> set[str]:
+    """Static configuration as Traefik CLI flags: ``--a.b.c=value`` for each leaf."""
+    if isinstance(tree, dict):
+        return {f for key, value in tree.items() for f in _flags(value, f"{prefix}.{key}")}
+    if isinstance(tree, list):
+        return {f"--{prefix.lstrip('.')}={','.join(str(v) for v in tree)}"}
+    value = str(tree).lower() if isinstance(tree, bool) else str(tree)
+    return {f"--{prefix.lstrip('.')}={value}"}
+
+
+@pytest.fixture(scope="module")
+def traefik_values() -> Json:
+    values: Json = yaml.safe_load((ROOT / "deploy" / "k8s" / "traefik-values.yaml").read_text())
+    return values
+
+
+def test_cluster_traefik_gets_the_static_settings_of_the_gateway(traefik_values: Json) -> None:
+    static = yaml.safe_load((ROOT / "gateway" / "traefik" / "traefik.yml").read_text())
+    expected = _flags(static["metrics"], "") | _flags(static["global"], "global")
+    for name, entry_point in static["entryPoints"].items():
+        expected |= _flags(entry_point.get("http", {}), f"entryPoints.{name}.http")
+    expected = {flag.replace("--prometheus.", "--metrics.prometheus.") for flag in expected}
+    given = set(traefik_values["additionalArguments"]) | set(traefik_values["globalArguments"])
+    assert given == expected
+    web_port = int(static["entryPoints"]["web"]["address"].rsplit(":", 1)[1])
+    assert traefik_values["ports"]["web"]["port"] == web_port
+    assert traefik_values["logs"]["general"]["level"] == static["log"]["level"]
+
+
+def test_cluster_traefik_flags_are_accepted_by_this_traefik(
+    traefik_values: Json, traefik_binary: Path, tmp_path: Path
+) -> None:
+    """Traefik starts with the flags (an unknown or misspelt one stops it at once)."""
+    flags = [*traefik_values["globalArguments"], *traefik_values["additionalArguments"]]
+    command = [
+        str(traefik_binary),
+        "--entryPoints.web.address=127.0.0.1:0",
+        "--entryPoints.traefik.address=127.0.0.1:0",
+        "--metrics.prometheus=true",
+        *flags,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        process.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        pass  # still running: the configuration was accepted
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=10)[0].decode()
+    assert process.returncode in (-15, 0), output  # stopped by us, not by an error
+    assert "error" not in output.lower(), output
+    bad = subprocess.run(
+        [str(traefik_binary), "--entryPoints.web.address=127.0.0.1:0", "--no.such.flag=1"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert bad.returncode != 0
