@@ -119,7 +119,8 @@ def test_app_images_are_the_dockerfile_targets(compose_config: Json) -> None:
 
 
 def test_app_containers_are_hardened(compose_config: Json) -> None:
-    for name in (*APP_SERVICES, "migrate"):
+    assert compose_config["services"]["traefik"]["user"].split(":")[0] not in {"0", "root"}
+    for name in ("traefik", *APP_SERVICES, "migrate"):
         service = compose_config["services"][name]
         assert service["read_only"] is True, name
         assert service["cap_drop"] == ["ALL"], name
