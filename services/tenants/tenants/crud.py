@@ -81,8 +81,9 @@ def _live() -> ColumnElement[bool]:
 
 def _filters(query: TenantQuery) -> list[ColumnElement[bool]]:
     filters = [_live()]
-    if query.search and query.search.strip():
-        term = query.search.strip().lower()
+    # NUL cannot occur in stored text and PostgreSQL refuses it in a parameter: drop it.
+    term = (query.search or "").replace("\x00", "").strip().lower()
+    if term:
         filters.append(
             or_(*(func.lower(column).contains(term, autoescape=True) for column in SEARCHABLE))
         )
@@ -130,12 +131,16 @@ def get_tenant(*, session: Session, tenant_id: int) -> Tenant | None:
 
 def get_tenant_by_schema_name(*, session: Session, schema_name: str) -> Tenant | None:
     """Live or deleted: callers need to know that a deleted tenant is inactive."""
+    if "\x00" in schema_name:  # matches nothing, and PostgreSQL would refuse the parameter
+        return None
     return session.exec(select(Tenant).where(Tenant.schema_name == schema_name)).first()
 
 
 def get_tenant_by_domain(*, session: Session, domain: str) -> Tenant | None:
     """The live tenant serving ``domain`` (a Host header value: any ``:port`` is ignored)."""
     host = normalize_hostname(domain).rstrip(".")
+    if "\x00" in host:
+        return None
     name, _, port = host.rpartition(":")
     if name and port.isdigit() and ":" not in name:
         host = name

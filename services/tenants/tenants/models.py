@@ -19,6 +19,7 @@ HOSTNAME_MAX_LENGTH = 253
 HOSTNAME_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 BLANK = "This field may not be blank."
+NUL_CHARACTERS = "Null characters are not allowed."
 NULL = "This field may not be null."
 NAME_TOO_LONG = f"Ensure this field has no more than {NAME_MAX_LENGTH} characters."
 INVALID_SCHEMA_NAME = (
@@ -59,6 +60,8 @@ def clean_name(value: Any) -> Any:
         value = value.strip()
         if not value:
             raise ValueError(BLANK)
+        if "\x00" in value:  # PostgreSQL cannot store it: a 400, not a 500
+            raise ValueError(NUL_CHARACTERS)
         if len(value) > NAME_MAX_LENGTH:
             raise ValueError(NAME_TOO_LONG)
     return value

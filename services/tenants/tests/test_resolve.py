@@ -84,7 +84,13 @@ def test_resolve_domain_reused_after_delete_finds_the_live_tenant(
 
 
 @pytest.mark.parametrize(
-    "params", [{"schema_name": "no_such_tenant"}, {"domain": "no-such-tenant.example.com"}]
+    "params",
+    [
+        {"schema_name": "no_such_tenant"},
+        {"domain": "no-such-tenant.example.com"},
+        {"schema_name": "public\x00"},
+        {"domain": "localhost\x00"},
+    ],
 )
 def test_resolve_unknown_tenant_is_a_404(anonymous: httpx.Client, params: dict[str, str]) -> None:
     response = resolve(anonymous, **params)

@@ -94,6 +94,17 @@ def test_create_tenant_rejects_bad_name(
     assert response.json() == {"name": [message]}
 
 
+def test_create_tenant_rejects_null_characters(api: httpx.Client, unique: str) -> None:
+    body = {"name": "a\x00b", "schema_name": f"n_{unique}\x00", "domain_url": "a\x00.test"}
+    response = api.post("/api/tenants/", json=body)
+    assert response.status_code == 400
+    assert response.json() == {
+        "name": ["Null characters are not allowed."],
+        "schema_name": [INVALID_SCHEMA],
+        "domain_url": [INVALID_HOST],
+    }
+
+
 def test_create_tenant_accepts_255_character_name_after_trimming(
     api: httpx.Client, unique: str
 ) -> None:
@@ -580,6 +591,15 @@ def test_search_is_case_insensitive_on_name_schema_and_domain(
     assert found(f"MOLAR_{unique}") == [by_schema["id"]]
     assert found(f"Crown-{unique}.EXAMPLE") == [by_domain["id"]]
     assert found(f"  molar_{unique}  ") == [by_schema["id"]]
+
+
+def test_search_ignores_null_characters(
+    api: httpx.Client, new_tenant: TenantFactory, unique: str
+) -> None:
+    tenant = new_tenant()
+    response = api.get("/api/tenants/", params={"search": f"\x00{tenant['schema_name']}\x00"})
+    assert response.status_code == 200
+    assert [t["id"] for t in response.json()["results"]] == [tenant["id"]]
 
 
 def test_search_treats_wildcards_literally(
