@@ -51,6 +51,8 @@ def main() -> int:
         env={"DENTIAPRO_ADMIN_USERNAME": username, "DENTIAPRO_ADMIN_PASSWORD": password},
     )
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # Ctrl-C stops everything, even when started with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     print(f"Starting DentiaPro (data in {data_dir}) ...", flush=True)
     try:
         system.start(timeout=90)
