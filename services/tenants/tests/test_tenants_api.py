@@ -252,8 +252,9 @@ def test_get_unknown_tenant_is_a_404(api: httpx.Client) -> None:
     assert response.json() == {"detail": "Not found."}
 
 
-def test_get_tenant_with_non_numeric_id_is_a_404(api: httpx.Client) -> None:
-    response = api.get("/api/tenants/abc/")
+@pytest.mark.parametrize("tenant_id", ["abc", "1.5", "0", "-1", "9223372036854775808", "9" * 30])
+def test_get_tenant_with_id_that_names_nothing_is_a_404(api: httpx.Client, tenant_id: str) -> None:
+    response = api.get(f"/api/tenants/{tenant_id}/")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
 

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from common.db import SessionDep
 from common.errors import NotFound
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from starlette.datastructures import URL
 
 from tenants import crud
@@ -25,7 +25,11 @@ def get_settings(request: Request) -> TenantsSettings:
 SettingsDep = Annotated[TenantsSettings, Depends(get_settings)]
 
 
-def get_tenant(tenant_id: int, session: SessionDep) -> Tenant:
+# Ids beyond a 64-bit integer name nothing (and SQLite cannot bind them): a 404 like any other.
+TenantId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def get_tenant(tenant_id: TenantId, session: SessionDep) -> Tenant:
     tenant = crud.get_tenant(session=session, tenant_id=tenant_id)
     if tenant is None:
         raise NotFound()
