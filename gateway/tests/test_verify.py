@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from common.testing import TestSigner, free_port
+from common.testing import TestSigner, free_port, serve
 from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -197,23 +197,27 @@ def test_token_checks_are_counted_by_result_and_reason(edge_url: str, signer: Te
 
 
 def test_recent_tenant_answer_is_used_while_the_tenants_service_is_down(
-    make_edge: Any, signer: TestSigner, launcher: Any, auth_url: str, tmp_path: Any
+    make_edge: Any, signer: TestSigner, tmp_path: Any
 ) -> None:
-    tenants = launcher.System(
-        ports=launcher.Ports.free(),
-        data_dir=tmp_path / "data",
-        env={"AUTH_URL": auth_url, "LOG_LEVEL": "WARNING"},
-        log_dir=tmp_path / "logs",
+    # The real tenants app on its own uvicorn (in a thread here: this test stops it midway).
+    from tenants.main import create_app as create_tenants_app
+    from tenants.settings import TenantsSettings
+
+    tenants_app = create_tenants_app(
+        TenantsSettings(data_dir=tmp_path), token_verifier=signer.verifier()
     )
+    tenants = serve(tenants_app)
+    tenants_url = tenants.__enter__()
+    running = True
     try:
-        tenants.start_process("tenants")
-        tenants.wait_until_service_healthy("tenants", timeout=60)
-        with make_edge(tenants_url=tenants.url("tenants"), tenant_cache_seconds=0.2) as url:
+        with make_edge(tenants_url=tenants_url, tenant_cache_seconds=0.2) as url:
             assert _verify(url, signer.mint(tenant="public")).status_code == 200
-            tenants.stop_process("tenants")
+            tenants.__exit__(None, None, None)
+            running = False
             time.sleep(0.3)  # past the cache lifetime, well within the one-minute bound
             assert _verify(url, signer.mint(tenant="public")).status_code == 200
             # A tenant never seen before cannot be vouched for.
             assert _verify(url, signer.mint(tenant="neverseen")).status_code == 503
     finally:
-        tenants.stop()
+        if running:
+            tenants.__exit__(None, None, None)
