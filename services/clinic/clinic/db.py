@@ -23,7 +23,7 @@ from typing import Any
 
 from alembic import command
 from alembic.script import ScriptDirectory
-from common.db import alembic_config, create_db_engine, ping
+from common.db import alembic_config, create_db_engine
 from common.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
 from common.observability import track_engine
 from sqlalchemy import Connection, Engine, event, text
@@ -102,8 +102,9 @@ class TenantDatabases:
             self._provisioned.add(tenant)
 
     def check(self) -> None:
-        """Health check: the default tenant's database answers."""
-        ping(self._engine_for_health())
+        """Health check: the default tenant's database is there and answers."""
+        with self.session(self.default_tenant, write=False) as session:
+            session.execute(text("SELECT 1"))
 
     def tenants(self) -> list[str]:
         """Every tenant that has data here (provisioned schemas or files), default first."""
@@ -118,9 +119,6 @@ class TenantDatabases:
         raise NotImplementedError
 
     def _provision(self, tenant: str) -> None:
-        raise NotImplementedError
-
-    def _engine_for_health(self) -> Engine:
         raise NotImplementedError
 
     def _lock_for(self, tenant: str) -> threading.Lock:
@@ -187,9 +185,6 @@ class PostgresTenants(TenantDatabases):
             f"SELECT version_num FROM {quote_identifier(tenant)}.alembic_version"
         ).first()
         return None if row is None else str(row[0])
-
-    def _engine_for_health(self) -> Engine:
-        return self.engine
 
     def tenants(self) -> list[str]:
         with self.engine.connect() as connection:
@@ -267,6 +262,12 @@ class SqliteTenants(TenantDatabases):
         return engine
 
     def _bind(self, tenant: str, *, write: bool) -> Engine:
+        if not self.path_for(tenant).exists():
+            # The file was removed (or its volume unmounted) under an open engine, whose
+            # connections would keep writing to the unlinked file: start over from the disk.
+            self._drop_engine(tenant)
+            self.forget(tenant)
+            self.ensure_tenant(tenant)
         engine = self.engine_for(tenant)
         return engine.execution_options(sqlite_write=True) if write else engine
 
@@ -299,9 +300,6 @@ class SqliteTenants(TenantDatabases):
             engine = self._engines.pop(tenant, None)
         if engine is not None:
             engine.dispose()
-
-    def _engine_for_health(self) -> Engine:
-        return self.engine_for(self.default_tenant)
 
     def tenants(self) -> list[str]:
         found = sorted(

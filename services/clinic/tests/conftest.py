@@ -5,6 +5,9 @@ server per backend and start from an empty tenant of their own: fast, and as fre
 database. Tests that need their own database or server use ``backend``/``database_url``.
 """
 
+import contextlib
+import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +23,8 @@ from common.pytest_plugin import (
     drop_postgres_database,
     require_postgres,
 )
-from common.testing import TestSigner, serve
+from common.testing import TestSigner, free_port, serve
+from sqlalchemy.engine import make_url
 
 Json = dict[str, Any]
 
@@ -45,6 +49,15 @@ def shared_database_url(
     if shared_backend == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('clinic') / 'clinic.sqlite3'}"
         return
+    url = create_postgres_database("clinic")
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for the tests about PostgreSQL itself."""
+    require_postgres()
     url = create_postgres_database("clinic")
     yield url
     drop_postgres_database(url)
@@ -186,3 +199,84 @@ def sqlite_tenant_file() -> Callable[[str, str], Path]:
         return ClinicSettings(database_url=url).sqlite_tenant_dir / f"{tenant}.sqlite3"
 
     return path
+
+
+class TcpProxy:
+    """A TCP forwarder to a database that a test can cut (refusing and dropping connections)
+    and restore on the same port: the database "goes away" and comes back."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._guard = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.1)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._guard:
+            sockets, self._open = self._open, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._guard:
+                self._open |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def tcp_proxy() -> Iterator[Callable[[str], tuple[TcpProxy, str]]]:
+    """Put a cuttable proxy in front of a PostgreSQL URL; returns (proxy, proxied URL)."""
+    proxies: list[TcpProxy] = []
+
+    def make(url: str) -> tuple[TcpProxy, str]:
+        parsed = make_url(url)
+        proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
+        proxy.start()
+        proxies.append(proxy)
+        proxied = parsed.set(host="127.0.0.1", port=proxy.port)
+        return proxy, proxied.render_as_string(hide_password=False)
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()
