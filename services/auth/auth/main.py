@@ -52,15 +52,17 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _start(app, settings)
-        with httpx.Client(timeout=settings.tenants_timeout) as http:
-            app.state.tenants = TenantsClient(
-                http,
-                settings.tenants_url,
-                default_tenant=settings.default_tenant,
-                cache_seconds=settings.tenant_cache_seconds,
-            )
-            yield
-        app.state.engine.dispose()
+        try:
+            with httpx.Client(timeout=settings.tenants_timeout) as http:
+                app.state.tenants = TenantsClient(
+                    http,
+                    settings.tenants_url,
+                    default_tenant=settings.default_tenant,
+                    cache_seconds=settings.tenant_cache_seconds,
+                )
+                yield
+        finally:
+            app.state.engine.dispose()
 
     return create_service_app(
         service="auth",

@@ -171,10 +171,17 @@ class LoginRequest(SQLModel):
     username: str
     password: str
 
-    @field_validator("username", "password")
+    @field_validator("username")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
+    def _username(cls, value: str) -> str:
         if not value.strip():
+            raise ValueError(BLANK)
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str) -> str:
+        if not value:  # spaces are a password like any other
             raise ValueError(BLANK)
         return value
 

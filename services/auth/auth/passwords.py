@@ -22,7 +22,8 @@ class PasswordHasher:
         self._argon2 = Argon2Hasher(
             time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
         )
-        self._dummy: str | None = None
+        # Made up front, so even the first unknown username costs one verification, no more.
+        self._dummy = self._argon2.hash("dentiapro-no-such-user")
 
     def hash(self, password: str) -> str:
         return self._argon2.hash(password)
@@ -38,8 +39,6 @@ class PasswordHasher:
 
     def verify_dummy(self, password: str) -> None:
         """Spend the work of one verification on nothing (for unknown usernames)."""
-        if self._dummy is None:
-            self._dummy = self._argon2.hash("dentiapro-no-such-user")
         self.verify(self._dummy, password)
 
 

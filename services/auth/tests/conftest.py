@@ -316,21 +316,12 @@ def tenants_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenan
 
 
 @pytest.fixture
-def tenants(
-    start_auth: StartAuth, tenants_registry: TenantsService, tmp_path: Path
-) -> Iterator[Callable[..., Tenancy]]:
-    """Start an auth server that resolves tenants through the tenants service.
+def tenants(start_auth: StartAuth, tenants_registry: TenantsService) -> Callable[..., Tenancy]:
+    """Start an auth server that resolves tenants through the tenants service. Its answers
+    are not cached unless the test asks (``tenant_cache_seconds``)."""
 
-    ``own_registry=True`` gives the test a tenants service of its own (one it may stop).
-    Tenant answers are not cached unless the test asks (``tenant_cache_seconds``).
-    """
-    with ExitStack() as stack:
+    def start(**auth_overrides: Any) -> Tenancy:
+        overrides = {"tenant_cache_seconds": 0, **auth_overrides}
+        return Tenancy(start_auth(tenants_url=tenants_registry.url, **overrides), tenants_registry)
 
-        def start(*, own_registry: bool = False, **auth_overrides: Any) -> Tenancy:
-            registry = tenants_registry
-            if own_registry:
-                registry = stack.enter_context(_run_tenants_service(tmp_path))
-            overrides = {"tenant_cache_seconds": 0, **auth_overrides}
-            return Tenancy(start_auth(tenants_url=registry.url, **overrides), registry)
-
-        yield start
+    return start
