@@ -1,10 +1,11 @@
 """What the benchmark reads from the machine: CPU time and memory of processes, and wrk's result.
 
 CPU comes from ``/proc/<pid>/stat`` (``utime + stime``, all threads). PostgreSQL is many
-processes: the postmaster forks one backend per connection, and a backend that exits during a
-run takes its CPU time with it, except that the postmaster, on reaping it, adds that time to its
-own ``cutime + cstime``. So the server's CPU is the postmaster's four counters plus
-``utime + stime`` of every live child: a delta of that sum counts backends that came and went.
+processes: the postmaster forks one backend per connection. The bench counts the backends of
+its own databases (their pids from ``pg_stat_activity``), and, as a second figure, the whole
+server: a backend that exits takes its CPU time with it, except that the postmaster, on reaping
+it, adds that time to its own ``cutime + cstime``; so the postmaster's four counters plus
+``utime + stime`` of every live child count backends that came and went.
 """
 
 import json
@@ -88,11 +89,9 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def cpu_sample(pids: Mapping[str, int], postmaster: int | None) -> dict[str, float]:
-    """CPU seconds of each named process, of PostgreSQL and of the machine, right now."""
+def cpu_sample(pids: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds of each named process, and of the whole machine (``machine``), right now."""
     sample = {name: process_cpu(pid) for name, pid in pids.items()}
-    if postmaster is not None:
-        sample["postgres"] = postgres_cpu(postmaster)
     sample["machine"] = machine_busy()
     return sample
 

@@ -104,6 +104,7 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     for name in per_request_names
                 },
                 "gateway_share": _median(shares) if shares else None,
+                **_database_figures(group),
                 "other_cpu_ms": _median(r["other_cpu_ms"] for r in group),
                 "rss_mb": {
                     name: max(r["rss_mb"][name] for r in group) for name in group[0]["rss_mb"]
@@ -111,6 +112,19 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return summary
+
+
+def _database_figures(group: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """PostgreSQL diagnostics of runs that touched it (the whole server, pool churn)."""
+    if "postgres_server_cpu_ms" not in group[0]:
+        return {}
+    return {
+        "postgres_server_cpu_ms_per_request": _median(
+            r["postgres_server_cpu_ms"] / max(1, r["requests"]) for r in group
+        ),
+        "db_sessions_ended": sum(r["db_sessions_ended"] for r in group),
+        "db_transactions_per_request": _median(r["db_transactions_per_request"] for r in group),
+    }
 
 
 def _median(values: Iterable[float]) -> float:

@@ -85,7 +85,11 @@ async def create_tenant(
 ) -> None:
     response = await client.post(
         f"{gateway_url}/api/tenants/",
-        json={"name": f"Bench {schema}", "schema_name": schema, "domain_url": f"{schema}.bench"},
+        json={
+            "name": f"Bench {schema}",
+            "schema_name": schema,
+            "domain_url": f"{schema.replace('_', '-')}.bench.test",
+        },
         headers=bearer(admin_token),
     )
     _expect(response, 201)
@@ -180,8 +184,8 @@ def insert_patients(engine: Engine, schema: str, count: int) -> list[int]:
     """Add ``count`` synthetic patients to ``schema`` in one statement; returns the new ids."""
     if count <= 0:
         return []
-    first = "ARRAY[" + ",".join(f"'{name}'" for name in FIRST_NAMES) + "]"
-    last = "ARRAY[" + ",".join(f"'{name}'" for name in LAST_NAMES) + "]"
+    first = "(ARRAY[" + ",".join(f"'{name}'" for name in FIRST_NAMES) + "])"
+    last = "(ARRAY[" + ",".join(f"'{name}'" for name in LAST_NAMES) + "])"
     statement = text(
         f"INSERT INTO {_quote(schema)}.patient "
         "(name, birthdate, contact_number, email, created_at, updated_at) "

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "bench")]
 
 import measure  # noqa: E402
+import profile_summary  # noqa: E402
 import report  # noqa: E402
 import seed  # noqa: E402
 from system import Ports, System  # noqa: E402
@@ -203,14 +204,14 @@ def write_config(path: Path, tenants: Sequence[seed.TenantData], patients: int) 
 
 class Bench:
     def __init__(
-        self, args: argparse.Namespace, system: System, work: Path, clinic_db: str
+        self, args: argparse.Namespace, system: System, work: Path, databases: Mapping[str, str]
     ) -> None:
         self.args = args
         self.system = system
         self.work = work
-        self.clinic_db = clinic_db
+        self.database_names = [str(make_url(url).database) for url in databases.values()]
         self.pids = {name: process.pid for name, process in system}
-        self.clinic_engine = create_engine(clinic_db)
+        self.clinic_engine = create_engine(databases["clinic"])
         self.postmaster = find_postmaster(self.clinic_engine)
         cores = os.cpu_count() or 1
         # wrk on the last core; the system may share every core (see docs/performance.md).
@@ -240,6 +241,35 @@ class Bench:
                 connection.exec_driver_sql(f'SELECT count(*) FROM "{schema}".patient').scalar_one()
             )
 
+    def database_activity(self) -> dict[str, Any]:
+        """Our databases' backends (pid: CPU seconds) and session/transaction counters.
+
+        Only the backends connected to this bench's three databases count as PostgreSQL's
+        share: the server may be shared (other test suites), and its own background processes
+        serve everyone. The whole server's CPU is kept too, as a second figure.
+        """
+        with self.clinic_engine.connect() as connection:
+            pids = connection.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = ANY(:names) AND pid <> pg_backend_pid()"
+                ),
+                {"names": self.database_names},
+            ).scalars()
+            counters = connection.execute(
+                text(
+                    "SELECT sum(sessions), sum(xact_commit + xact_rollback) "
+                    "FROM pg_stat_database WHERE datname = ANY(:names)"
+                ),
+                {"names": self.database_names},
+            ).one()
+        return {
+            "backends": {int(pid): measure.process_cpu(int(pid)) for pid in pids},
+            "server": measure.postgres_cpu(self.postmaster) if self.postmaster else 0.0,
+            "sessions": int(counters[0] or 0),
+            "transactions": int(counters[1] or 0),
+        }
+
     def measure(
         self,
         *,
@@ -252,8 +282,9 @@ class Bench:
         extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         pids = self.pids if pids is None else pids
-        postmaster = self.postmaster if "clinic" in pids else None
-        before = measure.cpu_sample(pids, postmaster)
+        with_database = "clinic" in pids
+        activity = self.database_activity() if with_database else None
+        before = measure.cpu_sample(pids)
         run = measure.run_wrk(
             url or self.url(target),
             config=config,
@@ -262,7 +293,26 @@ class Bench:
             connections=self.args.connections,
             cpu=self.wrk_cpu,
         )
-        after = measure.cpu_sample(pids, postmaster)
+        after = measure.cpu_sample(pids)
+        if activity is not None:
+            now = self.database_activity()
+            # Backends that exist now: all their CPU if they are new, the difference if not.
+            # One that ended during the run took its CPU with it; sessions_ended says so.
+            before["postgres"] = sum(
+                seconds for pid, seconds in activity["backends"].items() if pid in now["backends"]
+            )
+            after["postgres"] = sum(now["backends"].values())
+            requests = max(1, int(run.result["requests"]))
+            extra = {
+                **(extra or {}),
+                "postgres_server_cpu_ms": round((now["server"] - activity["server"]) * 1000, 1),
+                # Counted when a connection closes: non-zero means the pools churned.
+                "db_sessions_ended": now["sessions"] - activity["sessions"],
+                # Each backend reports about once a second: approximate.
+                "db_transactions_per_request": round(
+                    (now["transactions"] - activity["transactions"]) / requests, 2
+                ),
+            }
         record = report.run_record(
             target=target,
             mix=mix,
@@ -384,30 +434,33 @@ class Bench:
             process.terminate()
             process.wait(10)
 
-    def profile(self, config: Path, directory: Path) -> list[str]:
-        """py-spy flame data (collapsed stacks) of clinic and edge under read and write."""
+    def profile(self, config: Path, directory: Path) -> dict[str, str]:
+        """py-spy profiles (``--gil``: Python CPU) of clinic, edge and auth under read and write.
+
+        Returns the summary of each profile (bench/profile_summary.py) by file name; the raw
+        collapsed stacks stay beside the results for flame graphs.
+        """
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         directory.mkdir(parents=True, exist_ok=True)
-        written = []
+        summaries = {}
         seconds = max(1, round(self.args.duration))
         for mix in ("read", "write"):
-            recorders = []
+            recorders = {}
             for name in ("clinic", "edge", "auth"):
                 output = directory / f"{mix}-{name}.txt"
-                recorders.append(
-                    subprocess.Popen(
-                        [py_spy, "record", "--pid", str(self.pids[name]), "--rate", "250",
-                         "--duration", str(seconds), "--format", "raw", "--output", str(output),
-                         "--nonblocking"],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    )
+                recorders[output] = subprocess.Popen(
+                    [py_spy, "record", "--pid", str(self.pids[name]), "--rate", "250", "--gil",
+                     "--duration", str(seconds), "--format", "raw", "--output", str(output)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
-                written.append(str(output))
-            time.sleep(0.5)  # py-spy attaches before the load starts
+            time.sleep(1.0)  # py-spy attaches before the load starts
             self.measure(target="gateway", mix=mix, config=config, repeat=0)
-            for recorder in recorders:
+            for output, recorder in recorders.items():
                 recorder.wait(60)
-        return written
+                if output.exists():
+                    summaries[output.name] = profile_summary.report(output)
+                    self.log(summaries[output.name])
+        return summaries
 
     def scaling(self) -> dict[str, Any]:
         """Latency and CPU per request with 1k vs 100k patients, and with 1 vs N tenants."""
@@ -502,7 +555,10 @@ class Bench:
                         client, self.system.gateway_url, tenant, patients=1, consultations=1
                     )
 
-                await seed.gather_limited((partial(provision, t) for t in tenants), 4)
+                # One at a time: clinic provisions different tenants concurrently in one
+                # process unsafely (Alembic's op/context proxies are process-global; seen as
+                # "relation <schema>.patient does not exist"), see docs/performance.md.
+                await seed.gather_limited((partial(provision, t) for t in tenants), 1)
                 return tenants
 
         tenants = asyncio.run(run())
@@ -549,6 +605,33 @@ def system_environment(databases: Mapping[str, str], admin_password: str) -> dic
     }
 
 
+def bench_system(
+    bench: Bench, args: argparse.Namespace, results: dict[str, Any], work: Path, output: Path
+) -> None:
+    """Everything measured on one running system, in order; fills ``results``."""
+    if args.pin_system:
+        bench.pin_system()
+    results["settings"]["wrk_cpu"] = bench.wrk_cpu
+    results["settings"]["postgres_measured"] = bench.postmaster is not None
+    bench.log(f"seeding {args.patients} patients, {args.consultations} consultations")
+    tenant = bench.seed_main()
+    config = write_config(work / "main.lua", [tenant], args.patients)
+    bench.main_runs(config)
+    if "hello" in args.targets:
+        bench.hello_runs(config)
+    if args.profile:
+        results["profiles"] = bench.profile(config, output.with_suffix("") / "profile")
+    results["scaling"] = bench.scaling() if args.scaling else None
+
+
+def keep_logs(system: System, directory: Path, lines: int = 300) -> None:
+    """The tail of every process's log beside the results, for a run that failed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, _ in system:
+        (directory / f"{name}.log").write_text(system.log_tail(name, lines) + "\n")
+    print(f"logs of the failed run: {directory}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("wrk") is None:
@@ -578,33 +661,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             env=system_environment(databases, admin_password),
         )
         with system:
-            bench = Bench(args, system, work, databases["clinic"])
-            if args.pin_system:
-                bench.pin_system()
-            results["settings"]["wrk_cpu"] = bench.wrk_cpu
-            results["settings"]["postgres_measured"] = bench.postmaster is not None
-            bench.log(f"seeding {args.patients} patients, {args.consultations} consultations")
-            tenant = bench.seed_main()
-            config = write_config(work / "main.lua", [tenant], args.patients)
-            bench.main_runs(config)
-            if "hello" in args.targets:
-                bench.hello_runs(config)
-            if args.profile:
-                results["profiles"] = bench.profile(config, output.with_suffix("") / "profile")
-            results["scaling"] = bench.scaling() if args.scaling else None
-            bench.clinic_engine.dispose()
+            bench = Bench(args, system, work, databases)
+            try:
+                bench_system(bench, args, results, work, output)
+            except BaseException:
+                keep_logs(system, output.with_suffix("") / "logs")
+                raise
+            finally:
+                bench.clinic_engine.dispose()
     summary = report.summarise(bench.runs)
     results.update(
         finished_at=datetime.now(UTC).isoformat(),
         runs=bench.runs,
         summary=summary,
         ratios=report.ratios(summary),
-        targets=report.targets(summary, results["scaling"]),
+        targets=report.targets(summary, results.get("scaling")),
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")
     print(report.table(summary))
-    if results["scaling"]:
+    if results.get("scaling"):
         print("\nscaling (through the gateway)")
         for row in results["scaling"]["summary"]:
             row = {**row, "mix": f"{row['case']} {row['mix']}"}
