@@ -7,6 +7,7 @@ from collections.abc import Callable
 import httpx
 import jwt
 from auth.models import Role, User
+from sqlmodel import Session, select
 
 StartAuth = Callable[..., httpx.Client]
 MakeUser = Callable[..., User]
@@ -153,6 +154,25 @@ def test_unknown_user_costs_the_same_argon2_work_as_a_known_one(
     known = statistics.median(timed("ivan") for _ in range(3))
     unknown = statistics.median(timed("nobody") for _ in range(3))
     assert unknown > known * 0.5, (known, unknown)
+
+
+def test_passwords_are_stored_as_argon2id_and_rehashed_when_the_cost_changes(
+    start_auth: StartAuth, db: Session, password: str
+) -> None:
+    cheap = start_auth()
+    cheap.post("/api/auth/register/", json={
+        "username": "rae", "password": password, "email": "rae@example.com"
+    }, headers={"X-Tenant": "public"})  # fmt: skip
+    stored = db.exec(select(User.password_hash).where(User.username == "rae")).one()
+    assert stored.startswith("$argon2id$")
+    assert "m=1024,t=1,p=1" in stored
+
+    dearer = start_auth(argon2_time_cost=2, argon2_memory_cost=2048)
+    assert _login(dearer, "rae", password).status_code == 200
+
+    rehashed = db.exec(select(User.password_hash).where(User.username == "rae")).one()
+    assert "m=2048,t=2,p=1" in rehashed
+    assert _login(dearer, "rae", password).status_code == 200
 
 
 def test_logins_are_counted_by_result(

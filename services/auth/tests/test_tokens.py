@@ -272,6 +272,7 @@ def test_jwks_serves_only_the_public_ed25519_key(client: httpx.Client) -> None:
     assert keys[0]["alg"] == "EdDSA"
     assert keys[0]["use"] == "sig"
     assert keys[0]["kid"] == _thumbprint(keys[0])
+    assert response.headers["Cache-Control"] == "public, max-age=300"
 
 
 def test_tokens_verify_with_the_shared_verifier_reading_the_jwks_over_http(

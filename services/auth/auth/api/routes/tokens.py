@@ -120,6 +120,8 @@ def logout(data: RefreshRequest, session: SessionDep, verifier: VerifierDep) -> 
 
 
 @router.get("/jwks/")
-def jwks(signer: SignerDep) -> dict[str, Any]:
+def jwks(signer: SignerDep, response: Response) -> dict[str, Any]:
     """The public keys that verify tokens signed by this service (JWKS)."""
+    # Verifiers cache keys anyway and refetch on an unknown kid; let HTTP caches help too.
+    response.headers["Cache-Control"] = "public, max-age=300"
     return signer.jwks()
