@@ -144,6 +144,24 @@ def test_tenant_answers_are_cached_briefly(
     assert register(uncached.auth, "kit", tenant=tenant["schema_name"]).status_code == 400
 
 
+def test_refresh_is_a_503_while_the_tenants_service_is_unreachable_and_spends_nothing(
+    tenants: Callable[..., Tenancy], register: Register, login: Login, start_auth: StartAuth
+) -> None:
+    service = tenants()
+    clinic = service.registry.create("clinic_r")["schema_name"]
+    register(service.auth, "otto", tenant=clinic)
+    refresh = login(service.auth, "otto")["refresh"]
+    # A replica on the same database that cannot reach the tenants service.
+    cut_off = start_auth()
+
+    refused = cut_off.post("/api/auth/refresh/", json={"refresh": refresh})
+    retried = service.auth.post("/api/auth/refresh/", json={"refresh": refresh})
+
+    assert refused.status_code == 503
+    assert refused.json() == UNAVAILABLE
+    assert retried.status_code == 200
+
+
 # ---- without it ---------------------------------------------------------------------------
 
 
@@ -166,7 +184,21 @@ def test_the_default_tenant_needs_no_tenants_service(
     login(client, "mo")
 
 
-def test_login_and_refresh_are_a_503_for_other_tenants_when_it_is_unreachable(
+def test_x_tenant_is_ignored_outside_registration(
+    client: httpx.Client, make_user: MakeUser, password: str
+) -> None:
+    make_user("pat")
+
+    response = client.post(
+        "/api/auth/login/",
+        json={"username": "pat", "password": password},
+        headers={"X-Tenant": "clinic_elsewhere"},
+    )
+
+    assert response.status_code == 200
+
+
+def test_login_is_a_503_for_other_tenants_when_it_is_unreachable(
     client: httpx.Client, make_user: MakeUser, password: str
 ) -> None:
     make_user("nat", tenant="clinic_a")

@@ -221,6 +221,19 @@ def test_logout_revokes_the_family_without_an_access_token(
     assert _refresh(client, newest).status_code == 401
 
 
+def test_access_tokens_live_until_they_expire_after_logout(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    # As in simplejwt: access tokens are short-lived and not checked against revocation.
+    make_user("meg")
+    tokens = login(client, "meg")
+    _logout(client, tokens["refresh"])
+
+    me = client.get("/api/auth/me/", headers={"Authorization": f"Bearer {tokens['access']}"})
+
+    assert me.status_code == 200
+
+
 def test_logout_twice_is_a_401(client: httpx.Client, make_user: MakeUser, login: Login) -> None:
     make_user("max")
     token = login(client, "max")["refresh"]
