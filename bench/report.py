@@ -135,6 +135,23 @@ def find(summary: Sequence[Mapping[str, Any]], target: str, mix: str) -> Mapping
     return next((s for s in summary if s["target"] == target and s["mix"] == mix), None)
 
 
+def relative_to_hello(summary: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """CPU per request of each row in units of the hello-world request measured alongside.
+
+    The hello app is the yardstick of the machine at the time of the run: on a busy or slow
+    machine both figures grow, their ratio much less.
+    """
+    hello = next((row for row in summary if row["target"] == "hello"), None)
+    if hello is None or not hello["cpu_ms_per_request"]["total"]:
+        return {}
+    unit = hello["cpu_ms_per_request"]["total"]
+    return {
+        f"{row['target']} {row['mix']}": round(row["cpu_ms_per_request"]["total"] / unit, 1)
+        for row in summary
+        if row["target"] != "hello"
+    }
+
+
 def ratios(summary: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Direct-to-clinic throughput over through-the-gateway throughput, per mix."""
     found = {}

@@ -675,6 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs=bench.runs,
         summary=summary,
         ratios=report.ratios(summary),
+        cpu_in_hello_requests=report.relative_to_hello(summary),
         targets=report.targets(summary, results.get("scaling")),
     )
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -686,6 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             row = {**row, "mix": f"{row['case']} {row['mix']}"}
             print(report.table([row]).splitlines()[2])
     print(f"\ndirect-to-clinic / gateway throughput: {results['ratios']}")
+    print(f"CPU per request in hello-world requests: {results['cpu_in_hello_requests']}")
     print(report.targets_table(results["targets"]))
     print(f"\nresults: {output}")
     return 0
