@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from common.errors import Conflict, ValidationFailed
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, Select, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, false, func, literal_column, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlmodel import Session, SQLModel
@@ -79,14 +79,27 @@ def _escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _search(model: type[SQLModel], search: str) -> list[ColumnElement[bool]]:
+def search_document(model: type[SQLModel]) -> ColumnElement[str]:
+    """The searchable fields joined by spaces, exactly as the trigram index is built."""
+    parts: list[ColumnElement[str]] = []
+    for name in SEARCH_FIELDS[model]:
+        column = _column(model, name)
+        nullable = bool(getattr(column, "nullable", False))
+        parts.append(func.coalesce(column, literal_column("''")) if nullable else column.expression)
+    document = parts[0]
+    for part in parts[1:]:
+        document = document + literal_column("' '") + part
+    return document
+
+
+def search_conditions(model: type[SQLModel], search: str) -> list[ColumnElement[bool]]:
     # As DRF's SearchFilter: terms split on spaces and commas; every term must match a field.
+    # Terms hold no spaces, so matching the space-joined fields is matching any one of them.
     terms = search.replace("\x00", "").replace(",", " ").split()[:MAX_SEARCH_TERMS]
-    columns = [_column(model, name) for name in SEARCH_FIELDS[model]]
-    return [
-        or_(*(column.ilike(f"%{_escape_like(term)}%", escape="\\") for column in columns))
-        for term in terms
-    ]
+    if not terms:
+        return []
+    document = search_document(model)
+    return [document.ilike(f"%{_escape_like(term)}%", escape="\\") for term in terms]
 
 
 def _ordering(model: type[SQLModel], ordering: str) -> list[ColumnElement[Any]]:
@@ -118,7 +131,7 @@ def _list(
     conditions: Sequence[ColumnElement[bool]],
     page: PageRequest,
 ) -> PageResult[Record]:
-    where = [*conditions, *_search(model, filters.search)]
+    where = [*conditions, *search_conditions(model, filters.search)]
     if filters.updated_after is not None:
         where.append(_column(model, "updated_at") >= filters.updated_after)
     # The count uses exactly the same filters as the page.

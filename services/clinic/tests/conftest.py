@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from clinic.main import create_app
 from clinic.settings import ClinicSettings
@@ -191,6 +192,17 @@ def own_server(
         return serve(create_app(make_settings(url), token_verifier=signer.verifier()))
 
     return start
+
+
+@pytest.fixture
+def tenant_of() -> Callable[[httpx.Client], str]:
+    """The tenant a test client's token names."""
+
+    def read(client: httpx.Client) -> str:
+        token = client.headers["Authorization"].split()[1]
+        return str(jwt.decode(token, options={"verify_signature": False})["tenant"])
+
+    return read
 
 
 @pytest.fixture

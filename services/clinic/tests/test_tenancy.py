@@ -158,9 +158,10 @@ def test_tenant_data_lives_in_its_own_schema_or_file(
     fresh_api: httpx.Client,
     make_patient: Callable[..., Json],
     sqlite_tenant_file: Callable[[str, str], Path],
+    tenant_of: Callable[[httpx.Client], str],
 ) -> None:
     make_patient(fresh_api)
-    tenant = _tenant_of(fresh_api)
+    tenant = tenant_of(fresh_api)
     if shared_backend == "sqlite":
         path = sqlite_tenant_file(shared_database_url, tenant)
         engine = create_engine(f"sqlite:///{path}")
@@ -186,13 +187,6 @@ def test_tenant_data_lives_in_its_own_schema_or_file(
         ).scalar_one()
         assert outside == 0
     engine.dispose()
-
-
-def _tenant_of(client: httpx.Client) -> str:
-    import jwt
-
-    token = client.headers["Authorization"].split()[1]
-    return str(jwt.decode(token, options={"verify_signature": False})["tenant"])
 
 
 def _alembic_rows(url: str, tenant: str) -> list[str]:

@@ -19,10 +19,14 @@ depends_on: str | Sequence[str] | None = None
 # at the same time (IF NOT EXISTS alone races on the catalog's unique index).
 EXTENSION_LOCK = 0x636C696E6963  # "clinic"
 
-SEARCH_COLUMNS = {
-    "cabinet": ("name", "address"),
-    "patient": ("name", "email", "contact_number"),
-    "consultation": ("diagnosis", "treatment"),
+# One trigram index per resource over every searchable field joined by spaces (nullable ones
+# coalesced): a search term never contains a space, so matching the joined text is the same as
+# matching any one field, and a single GIN scan serves it. clinic.crud.search_document builds
+# the identical expression; the planner only uses the index when both match.
+SEARCH_DOCUMENTS = {
+    "cabinet": "name || ' ' || address",
+    "patient": "name || ' ' || COALESCE(email, '') || ' ' || contact_number",
+    "consultation": "diagnosis || ' ' || treatment",
 }
 
 
@@ -103,15 +107,13 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         opclass = _trigram_opclass()
         # ILIKE '%term%' searches use these; a B-tree cannot serve a leading wildcard.
-        for table, columns in SEARCH_COLUMNS.items():
-            for column in columns:
-                op.create_index(
-                    f"ix_{table}_{column}_trgm",
-                    table,
-                    [column],
-                    postgresql_using="gin",
-                    postgresql_ops={column: opclass},
-                )
+        for table, document in SEARCH_DOCUMENTS.items():
+            op.create_index(
+                f"ix_{table}_search_trgm",
+                table,
+                [sa.text(f"({document}) {opclass}")],
+                postgresql_using="gin",
+            )
 
 
 def downgrade() -> None:

@@ -1,0 +1,72 @@
+"""The schema the migrations build is the one the models describe, and searches can use
+the trigram indexes (their expression must match the query's exactly)."""
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from clinic.crud import search_conditions
+from clinic.models import Cabinet, Consultation, Patient
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.dialects import postgresql
+from sqlmodel import SQLModel
+
+Json = dict[str, Any]
+
+
+def _engine_for(backend: str, url: str, tenant: str, sqlite_file: Callable[[str, str], Any]) -> Any:
+    if backend == "sqlite":
+        return create_engine(f"sqlite:///{sqlite_file(url, tenant)}")
+    return create_engine(url).execution_options(schema_translate_map={None: tenant})
+
+
+def test_migrated_schema_matches_the_models(
+    shared_backend: str,
+    shared_database_url: str,
+    fresh_api: httpx.Client,
+    sqlite_tenant_file: Callable[[str, str], Any],
+    tenant_of: Callable[[httpx.Client], str],
+) -> None:
+    assert fresh_api.get("/api/patients/").status_code == 200  # provisions the tenant
+    tenant = tenant_of(fresh_api)
+    engine = _engine_for(shared_backend, shared_database_url, tenant, sqlite_tenant_file)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "include_schemas": False,
+                "version_table_schema": None if shared_backend == "sqlite" else tenant,
+            },
+        )
+        if shared_backend == "postgresql":
+            connection.exec_driver_sql(f'SET LOCAL search_path TO "{tenant}"')
+        differences = [
+            diff
+            for diff in compare_metadata(context, SQLModel.metadata)
+            # Alembic's own table, and the trigram expression indexes (PostgreSQL only), are
+            # not in the models.
+            if not (diff[0] == "remove_index" and diff[1].name.endswith("_search_trgm"))
+            and not (diff[0] == "remove_table" and diff[1].name == "alembic_version")
+        ]
+    engine.dispose()
+    assert differences == []
+
+
+@pytest.mark.parametrize("model", [Cabinet, Patient, Consultation])
+def test_search_can_use_the_trigram_index(
+    postgres_url: str, model: type[SQLModel], own_server: Callable[[str], Any], signer: Any
+) -> None:
+    with own_server(postgres_url) as base:  # provisions the default tenant (public)
+        assert httpx.get(f"{base}/health/").status_code == 200
+    query = select(func.count()).select_from(model).where(*search_conditions(model, "lovelace"))
+    sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    engine = create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {sql}"))
+    engine.dispose()
+    assert f"ix_{model.__tablename__}_search_trgm" in plan, plan
