@@ -19,6 +19,11 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("metrics (prometheus_client)", ("prometheus_client/",)),
     ("token verification (jwt)", ("jwt/", "common/tokens.py", "cryptography/")),
     ("email validation", ("email_validator/",)),
+    # FastAPI's built-in OpenTelemetry asks, on every request, whether a provider is set.
+    (
+        "FastAPI telemetry check",
+        ("NativeTelemetry.enabled", "opentelemetry/"),
+    ),
     (
         "database driver (execute, commit, rollback, ping)",
         (
@@ -46,7 +51,6 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JSON encode/decode", ("json/encoder", "json/decoder", "json/__init__", "orjson")),
     ("SQLAlchemy ORM and Core", ("sqlalchemy/", "sqlmodel/")),
     ("outgoing HTTP (httpx)", ("httpx/", "httpcore/")),
-    ("FastAPI dependencies", ("fastapi/dependencies/",)),
     (
         "thread pool hand-off (anyio, threading)",
         (
@@ -58,6 +62,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "fastapi/concurrency",
         ),
     ),
+    ("FastAPI dependencies", ("fastapi/dependencies/",)),
     (
         "routing and middleware (Starlette, FastAPI, common.app)",
         (
