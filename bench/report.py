@@ -207,21 +207,23 @@ def targets(
 
 
 def table(summary: Sequence[Mapping[str, Any]]) -> str:
-    """The summary as a fixed-width text table (also pasted into docs/performance.md)."""
+    """The summary as a fixed-width text table (rows of the scaling run carry their case)."""
     processes = ("traefik", "edge", "clinic", "auth", "tenants", "postgres")
+    labels = [" ".join(filter(None, (row.get("case"), row["mix"]))) for row in summary]
+    width = max([16, *(len(label) for label in labels)])
     header = (
-        f"{'target':<8} {'mix':<16} {'req/s':>8} {'p50':>7} {'p90':>7} {'p99':>7} {'err':>5} "
-        f"{'CPU/req':>8} "
+        f"{'target':<8} {'mix':<{width}} {'req/s':>8} {'p50':>7} {'p90':>7} {'p99':>7} "
+        f"{'err':>5} {'CPU/req':>8} "
         + " ".join(f"{name[:7]:>7}" for name in processes)
         + f" {'gw %':>5} {'RSS max':>8}"
     )
     lines = [header, "-" * len(header)]
-    for row in summary:
+    for label, row in zip(labels, summary, strict=True):
         per = row["cpu_ms_per_request"]
         share = row["gateway_share"]
         rss = max(row["rss_mb"].values()) if row["rss_mb"] else 0.0
         lines.append(
-            f"{row['target']:<8} {row['mix']:<16} {row['rps']:>8.0f} "
+            f"{row['target']:<8} {label:<{width}} {row['rps']:>8.0f} "
             f"{row['latency_ms']['p50']:>7.2f} {row['latency_ms']['p90']:>7.2f} "
             f"{row['latency_ms']['p99']:>7.2f} {row['errors']:>5d} {per['total']:>8.3f} "
             + " ".join(f"{per[name]:>7.3f}" if name in per else f"{'-':>7}" for name in processes)

@@ -683,9 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.table(summary))
     if results.get("scaling"):
         print("\nscaling (through the gateway)")
-        for row in results["scaling"]["summary"]:
-            row = {**row, "mix": f"{row['case']} {row['mix']}"}
-            print(report.table([row]).splitlines()[2])
+        print(report.table(results["scaling"]["summary"]))
     print(f"\ndirect-to-clinic / gateway throughput: {results['ratios']}")
     print(f"CPU per request in hello-world requests: {results['cpu_in_hello_requests']}")
     print(report.targets_table(results["targets"]))
