@@ -37,6 +37,10 @@ log = logging.getLogger("dentiapro.clinic.db")
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SCHEMA_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 SQLITE_SUFFIX = ".sqlite3"
+# Alembic's ``op`` and ``context`` are process-wide proxies: two upgrades running at once in
+# one process (two tenants' first requests) would run each other's operations. Upgrades in a
+# process therefore take turns; other processes are kept apart by the database's own locks.
+ALEMBIC_LOCK = threading.Lock()
 
 
 def valid_schema_name(name: str) -> bool:
@@ -59,7 +63,10 @@ def head_revision() -> str | None:
 
 
 def _upgrade(connection: Connection, schema: str | None) -> None:
-    """Run the Alembic tree on ``connection`` (its schema map already points at ``schema``)."""
+    """Run the Alembic tree on ``connection`` (its schema map already points at ``schema``).
+
+    Callers hold ``ALEMBIC_LOCK``.
+    """
     config = alembic_config(MIGRATIONS, connection.engine.url.render_as_string(False))
     config.attributes["connection"] = connection
     config.attributes["tenant_schema"] = schema
@@ -161,7 +168,7 @@ class PostgresTenants(TenantDatabases):
             ).scalar_one()
             if current and self._version(connection, tenant) == self._head:
                 return
-        with self.engine.begin() as connection:
+        with ALEMBIC_LOCK, self.engine.begin() as connection:
             # Serialises provisioning of this schema across every process; released at commit.
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(tenant)}
@@ -277,7 +284,7 @@ class SqliteTenants(TenantDatabases):
             with engine.connect() as connection:
                 if self._version(connection) == self._head:
                     return
-            with engine.execution_options(sqlite_write=True).begin() as connection:
+            with ALEMBIC_LOCK, engine.execution_options(sqlite_write=True).begin() as connection:
                 _upgrade(connection, None)
         except sa_exc.OperationalError:
             # Do not keep an engine on a file that cannot be opened; retry on the next request.

@@ -105,19 +105,17 @@ def transport() -> Iterator[httpx.HTTPTransport]:
         yield shared
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def client_for(
     server: str, signer: TestSigner, transport: httpx.HTTPTransport
-) -> Callable[[str], httpx.Client]:
-    """HTTP clients of the shared server, authenticated as a user of the given tenant.
+) -> Callable[[str | None], httpx.Client]:
+    """HTTP clients of the shared server, authenticated as a user of the given tenant (None:
+    no token). They share the session's transport, so they are never closed one by one."""
 
-    They share the session's transport, so they are not closed one by one.
-    """
-
-    def make(tenant: str) -> httpx.Client:
+    def make(tenant: str | None) -> httpx.Client:
         return httpx.Client(
             base_url=server,
-            headers=signer.auth_header(tenant=tenant),
+            headers=signer.auth_header(tenant=tenant) if tenant is not None else {},
             timeout=30,
             transport=transport,
             trust_env=False,
@@ -127,13 +125,19 @@ def client_for(
 
 
 @pytest.fixture
-def api(client_for: Callable[[str], httpx.Client], module_tenant: str) -> httpx.Client:
+def anonymous(client_for: Callable[[str | None], httpx.Client]) -> httpx.Client:
+    """A client of the shared server without a token."""
+    return client_for(None)
+
+
+@pytest.fixture
+def api(client_for: Callable[[str | None], httpx.Client], module_tenant: str) -> httpx.Client:
     """A client of the module's tenant on the shared server (provisioned once per module)."""
     return client_for(module_tenant)
 
 
 @pytest.fixture
-def fresh_api(client_for: Callable[[str], httpx.Client]) -> httpx.Client:
+def fresh_api(client_for: Callable[[str | None], httpx.Client]) -> httpx.Client:
     """A client of a brand-new, empty tenant: for tests that count what the tenant holds."""
     return client_for(_new_tenant_name())
 

@@ -31,11 +31,8 @@ BODIES = {
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
-def test_every_route_needs_a_token(
-    server: str, transport: httpx.HTTPTransport, method: str, path: str
-) -> None:
-    with httpx.Client(base_url=server, transport=transport) as client:
-        response = client.request(method, path, json=PATIENT)
+def test_every_route_needs_a_token(anonymous: httpx.Client, method: str, path: str) -> None:
+    response = anonymous.request(method, path, json=PATIENT)
     assert response.status_code == 401
     assert response.json() == {"detail": "Authentication credentials were not provided."}
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -53,23 +50,18 @@ def test_every_route_needs_a_token(
     ids=["expired", "refresh", "foreign-key", "tampered", "garbage"],
 )
 def test_invalid_token_is_401_token_not_valid(
-    server: str,
-    transport: httpx.HTTPTransport,
-    signer: TestSigner,
-    make_token: Callable[[TestSigner], str],
+    anonymous: httpx.Client, signer: TestSigner, make_token: Callable[[TestSigner], str]
 ) -> None:
-    with httpx.Client(base_url=server, transport=transport) as client:
-        response = client.get(
-            "/api/patients/", headers={"Authorization": f"Bearer {make_token(signer)}"}
-        )
+    response = anonymous.get(
+        "/api/patients/", headers={"Authorization": f"Bearer {make_token(signer)}"}
+    )
     assert response.status_code == 401
     assert response.json()["code"] == "token_not_valid"
 
 
-def test_health_passes_with_its_database(server: str, transport: httpx.HTTPTransport) -> None:
-    with httpx.Client(base_url=server, transport=transport) as client:
-        response = client.get("/health/")
-        live = client.get("/health/live")
+def test_health_passes_with_its_database(anonymous: httpx.Client) -> None:
+    response = anonymous.get("/health/")
+    live = anonymous.get("/health/live")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "pass"

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from alembic import command
-from clinic.db import MIGRATIONS, head_revision, migrate, tenant_databases
+from clinic.db import ALEMBIC_LOCK, MIGRATIONS, head_revision, migrate, tenant_databases
 from clinic.settings import ClinicSettings
 from common.testing import TestSigner
 from sqlalchemy import create_engine, text
@@ -25,28 +25,27 @@ def tenant_a() -> str:
 
 @pytest.fixture(scope="module")
 def tenant_a_records(
-    server: str, signer: TestSigner, transport: httpx.HTTPTransport, tenant_a: str
+    client_for: Callable[[str | None], httpx.Client], tenant_a: str
 ) -> dict[str, Json]:
     """Tenant A's patient, cabinet and consultation (once per module and backend)."""
-    headers = signer.auth_header(tenant=tenant_a)
-    with httpx.Client(base_url=server, headers=headers, transport=transport) as client:
-        patient = client.post(
-            "/api/patients/",
-            json={"name": "Alice Tenant-A", "birthdate": "1980-01-01", "contact_number": "0123456"},
-        ).json()
-        cabinet = client.post(
-            "/api/cabinets/",
-            json={"name": "Cabinet Tenant-A", "address": "A St", "contact_number": "0123456"},
-        ).json()
-        consultation = client.post(
-            "/api/consultations/",
-            json={
-                "patient": patient["id"],
-                "cabinet": cabinet["id"],
-                "date": "2024-01-01T10:00:00Z",
-                "diagnosis": "Secret diagnosis",
-            },
-        ).json()
+    client = client_for(tenant_a)
+    patient = client.post(
+        "/api/patients/",
+        json={"name": "Alice Tenant-A", "birthdate": "1980-01-01", "contact_number": "0123456"},
+    ).json()
+    cabinet = client.post(
+        "/api/cabinets/",
+        json={"name": "Cabinet Tenant-A", "address": "A St", "contact_number": "0123456"},
+    ).json()
+    consultation = client.post(
+        "/api/consultations/",
+        json={
+            "patient": patient["id"],
+            "cabinet": cabinet["id"],
+            "date": "2024-01-01T10:00:00Z",
+            "diagnosis": "Secret diagnosis",
+        },
+    ).json()
     return {"patients": patient, "cabinets": cabinet, "consultations": consultation}
 
 
@@ -68,17 +67,14 @@ def test_other_tenants_records_are_untouched_by_tenant_b(
     server: str,
     tenant_a_records: dict[str, Json],
     tenant_a: str,
-    signer: TestSigner,
-    transport: httpx.HTTPTransport,
+    client_for: Callable[[str | None], httpx.Client],
 ) -> None:
     for resource, record in tenant_a_records.items():
         api.delete(f"/api/{resource}/{record['id']}/")
         api.patch(f"/api/{resource}/{record['id']}/", json={"name": "changed", "diagnosis": "x"})
-    with httpx.Client(
-        base_url=server, headers=signer.auth_header(tenant=tenant_a), transport=transport
-    ) as owner:
-        for resource, record in tenant_a_records.items():
-            assert owner.get(f"/api/{resource}/{record['id']}/").json() == record
+    owner = client_for(tenant_a)
+    for resource, record in tenant_a_records.items():
+        assert owner.get(f"/api/{resource}/{record['id']}/").json() == record
 
 
 def test_other_tenants_records_never_appear_in_lists_counts_or_search(
@@ -122,7 +118,7 @@ def test_consultation_cannot_reference_another_tenants_patient(
 
 def test_x_tenant_header_is_ignored(
     fresh_api: httpx.Client,
-    client_for: Callable[[str], httpx.Client],
+    client_for: Callable[[str | None], httpx.Client],
     new_tenant: Callable[[], str],
     make_cabinet: Callable[..., Json],
 ) -> None:
@@ -144,10 +140,9 @@ def test_x_tenant_header_is_ignored(
     ["Public", "1abc", "a-b", 'x"; DROP SCHEMA public CASCADE; --', "pg_catalog", "a" * 64, ""],
 )
 def test_token_with_invalid_tenant_name_is_401(
-    server: str, signer: TestSigner, transport: httpx.HTTPTransport, bad_tenant: str
+    anonymous: httpx.Client, signer: TestSigner, bad_tenant: str
 ) -> None:
-    with httpx.Client(base_url=server, transport=transport) as client:
-        response = client.get("/api/patients/", headers=signer.auth_header(tenant=bad_tenant))
+    response = anonymous.get("/api/patients/", headers=signer.auth_header(tenant=bad_tenant))
     assert response.status_code == 401
     assert response.json()["code"] == "token_not_valid"
 
@@ -261,7 +256,7 @@ def test_migrate_upgrades_every_tenant(
     from common.db import alembic_config
 
     config = alembic_config(MIGRATIONS, url)
-    with engine.begin() as connection:
+    with ALEMBIC_LOCK, engine.begin() as connection:
         if backend == "postgresql":
             connection = connection.execution_options(schema_translate_map={None: old})
         config.attributes["connection"] = connection
@@ -274,3 +269,23 @@ def test_migrate_upgrades_every_tenant(
     migrate(settings)
     for tenant in ("public", old, current):
         assert _alembic_rows(url, tenant) == [head_revision()]
+
+
+def test_many_new_tenants_provisioned_concurrently_in_one_process(
+    client_for: Callable[[str | None], httpx.Client], new_tenant: Callable[[], str]
+) -> None:
+    # Alembic's ``op``/``context`` are process-wide proxies: two upgrades running at once in
+    # one process must not touch each other's schemas.
+    tenants = [new_tenant() for _ in range(8)]
+
+    def first_request(tenant: str) -> tuple[str, int, int]:
+        client = client_for(tenant)
+        created = client.post(
+            "/api/cabinets/", json={"name": tenant, "address": "A", "contact_number": "0123456"}
+        )
+        listed = client.get("/api/cabinets/").json()
+        return tenant, created.status_code, listed["count"]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(first_request, tenants))
+    assert [(status, count) for _, status, count in results] == [(201, 1)] * 8
