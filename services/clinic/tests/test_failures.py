@@ -59,6 +59,21 @@ def test_invalid_token_is_401_token_not_valid(
     assert response.json()["code"] == "token_not_valid"
 
 
+def test_method_not_allowed_is_405(api: httpx.Client) -> None:
+    response = api.post("/api/patients/1/", json=PATIENT)
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method not allowed."}
+
+
+def test_openapi_document_describes_every_route(anonymous: httpx.Client) -> None:
+    response = anonymous.get("/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for resource in RESOURCES:
+        assert f"/api/{resource}/" in paths
+        assert any(path.startswith(f"/api/{resource}/{{") for path in paths)
+
+
 def test_health_passes_with_its_database(anonymous: httpx.Client) -> None:
     response = anonymous.get("/health/")
     live = anonymous.get("/health/live")
@@ -208,6 +223,12 @@ def test_postgresql_connections_killed_by_the_server_are_replaced(
             ).scalar_one()
         admin.dispose()
         assert killed >= 1
+        # The default tenant's data is in the public schema.
+        admin = create_engine(url)
+        with admin.connect() as connection:
+            stored = connection.execute(text("SELECT count(*) FROM public.patient")).scalar_one()
+        admin.dispose()
+        assert stored == 1
         # pool_pre_ping notices the dead connections and opens new ones: no error at all.
         for _ in range(3):
             response = client.get("/api/patients/")
