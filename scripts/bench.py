@@ -509,34 +509,24 @@ class Bench:
         for case in dict.fromkeys(r["case"] for r in runs):
             for row in report.summarise([r for r in runs if r["case"] == case]):
                 summary.append({"case": case, **row})
-        comparisons = []
-        for small, large, metrics in (
-            (f"patients={base}", f"patients={self.args.scaling_patients}", ("p50",)),
-            ("tenants=1", f"tenants={len(tenants)}", ("cpu",)),
-        ):
-            for op in SCALING_OPERATIONS:
-                a = next(s for s in summary if s["case"] == small and s["mix"] == op)
-                b = next(s for s in summary if s["case"] == large and s["mix"] == op)
-                for metric in metrics:
-                    if metric == "p50":
-                        va, vb, limit = (
-                            a["latency_ms"]["p50"],
-                            b["latency_ms"]["p50"],
-                            report.SCALING_FACTOR,
-                        )
-                    else:
-                        va, vb = a["cpu_ms_per_request"]["total"], b["cpu_ms_per_request"]["total"]
-                        limit = 1.1  # "no more per request": within measurement noise
-                    comparisons.append(
-                        {
-                            "name": f"{op} {large} vs {small}",
-                            "metric": "p50 latency" if metric == "p50" else "CPU ms/request",
-                            "small": va,
-                            "large": vb,
-                            "ratio": round(vb / va, 2) if va else None,
-                            "limit": limit,
-                        }
-                    )
+        large = self.args.scaling_patients
+        comparisons = [
+            *report.compare(
+                summary,
+                f"patients={base}",
+                f"patients={large}",
+                {
+                    "get_patient": ("p50", report.SCALING_FACTOR),
+                    "search_patients": ("p50", report.SCALING_FACTOR),
+                },
+            ),
+            *report.compare(
+                summary,
+                "tenants=1",
+                f"tenants={len(tenants)}",
+                dict.fromkeys(SCALING_OPERATIONS, ("cpu", report.TENANTS_FACTOR)),
+            ),
+        ]
         return {"runs": runs, "summary": summary, "comparisons": comparisons}
 
     def many_tenants(self, count: int) -> list[seed.TenantData]:

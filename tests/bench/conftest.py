@@ -35,6 +35,12 @@ def seed() -> ModuleType:
     return _load("seed")
 
 
+@pytest.fixture(scope="session")
+def report() -> ModuleType:
+    """bench/report.py: run records, summaries, targets."""
+    return _load("report")
+
+
 @pytest.fixture
 def wrk() -> str:
     """wrk's path; without it the test skips, except in CI where the bench must run."""
