@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from common.errors import TokenInvalid, ValidationFailed
 from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from auth.models import (
@@ -178,7 +179,7 @@ def ensure_superuser(
 # ---- login throttling ---------------------------------------------------------------------
 
 
-def _retry_after(session: Session, column: object, value: str, limit: int, window: int) -> int:
+def _retry_after(session: Session, column: Mapped[str], value: str, limit: int, window: int) -> int:
     """Seconds until failures for ``value`` drop below ``limit`` again (0: not throttled)."""
     since = utcnow() - timedelta(seconds=window)
     # The limit-th newest failure is the one whose expiry lets the next attempt through.
@@ -204,13 +205,13 @@ def login_retry_after(
     return max(
         _retry_after(
             session,
-            LoginFailure.username_key,
+            col(LoginFailure.username_key),
             username_key(username),
             settings.login_failures_per_username,
             window,
         ),
         _retry_after(
-            session, LoginFailure.address, address, settings.login_failures_per_address, window
+            session, col(LoginFailure.address), address, settings.login_failures_per_address, window
         ),
     )
 
