@@ -8,6 +8,7 @@ import pytest
 from auth.db import create_engine, migrate
 from auth.models import Role, User
 from auth.settings import AuthSettings
+from common.pytest_plugin import drop_postgres_database
 from sqlalchemy import inspect
 from sqlmodel import Session, select
 
@@ -147,3 +148,19 @@ def test_settings_come_from_the_documented_environment_names(
 
     monkeypatch.setenv("AUTH_DATABASE_URL", "postgresql+psycopg2://db/auth")
     assert AuthSettings().database_url == "postgresql+psycopg2://db/auth"
+
+
+def test_a_lost_database_is_a_503_never_a_500(
+    backend: str, client: httpx.Client, auth_database_url: str, password: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("an open SQLite file cannot be taken away from its connections")
+    drop_postgres_database(auth_database_url)
+
+    login = client.post("/api/auth/login/", json={"username": "anyone", "password": password})
+    health = client.get("/health/")
+
+    assert login.status_code == 503
+    assert login.json() == {"detail": "Database unavailable, try again shortly."}
+    assert health.status_code == 503
+    assert health.json()["checks"]["database"]["status"] == "fail"
