@@ -277,12 +277,14 @@ def _run_tenants_service(directory: Path) -> Iterator[TenantsService]:
             "LOG_LEVEL": "WARNING",
         }
         command = [sys.executable, "-m", "uvicorn", "tenants.main:create_app", "--factory"]
-        process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        log_path = directory / "tenants.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [*command, "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         service = TenantsService(url, {}, process)
         try:
             deadline = time.monotonic() + 90  # generous: a loaded CI machine imports slowly
@@ -293,7 +295,8 @@ def _run_tenants_service(directory: Path) -> Iterator[TenantsService]:
                 except httpx.HTTPError:
                     pass
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the tenants service did not start")
+                    output = log_path.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"the tenants service did not start:\n{output}")
                 time.sleep(0.05)
             tokens = httpx.post(
                 f"{auth_url}/api/auth/login/",
