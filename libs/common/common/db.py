@@ -56,11 +56,14 @@ def create_db_engine(
             pool_size=pool_size,
             max_overflow=max_overflow,
             connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
         url,
+        # Error messages (logged on a 500) must not carry patient data or other values.
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=True,
