@@ -235,3 +235,29 @@ def test_postgresql_connections_killed_by_the_server_are_replaced(
             assert response.status_code == 200
             assert response.json()["count"] == 1
         assert client.get("/health/").status_code == 200
+
+
+def test_database_errors_hide_bound_values(
+    backend: str, database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    # A 500 logs the exception: SQLAlchemy must not append the bound values (a patient's
+    # name) to its message. PostgreSQL's own error text may still quote the statement line
+    # (psycopg2 binds client-side); see docs/clinic.md.
+    from clinic.db import tenant_databases
+    from clinic.settings import ClinicSettings
+    from sqlalchemy import exc as sa_exc
+
+    settings = ClinicSettings(database_url=database_url("clinic"), data_dir=tmp_path)
+    databases = tenant_databases(settings)
+    with (
+        databases.session("public", write=True) as session,
+        pytest.raises(sa_exc.DBAPIError) as raised,
+    ):
+        session.execute(
+            text("INSERT INTO no_such_table (name) VALUES (:name)"), {"name": "Ada Lovelace"}
+        )
+    databases.dispose()
+    message = str(raised.value)
+    assert "SQL parameters hidden" in message
+    if backend == "sqlite":
+        assert "Ada Lovelace" not in message
