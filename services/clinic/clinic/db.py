@@ -219,13 +219,9 @@ def _sqlite_begin(connection: Connection) -> None:
 
 
 def _sqlite_connect(dbapi_connection: Any, _: Any) -> None:
+    # We issue BEGIN ourselves (see _sqlite_begin). The shared engine already registers a
+    # Unicode-aware lower(), which search relies on.
     dbapi_connection.isolation_level = None
-    # SQLite's lower() folds ASCII only; search must be case-insensitive for "Élodie" too.
-    dbapi_connection.create_function("lower", 1, _casefold, deterministic=True)
-
-
-def _casefold(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
 
 
 class SqliteTenants(TenantDatabases):
