@@ -266,16 +266,7 @@ def test_migrate_image_runs_the_make_migrate_script(dockerfile: dict[str, Stage]
         assert f"{service.removeprefix('dentiapro-')}.db.migrate(" in script
 
 
-CLINIC_WHEEL_LACKS_MIGRATIONS = pytest.mark.xfail(
-    reason="services/clinic: clinic.db looks for migrations/ beside the package and the wheel "
-    "does not carry it (auth and tenants force-include it into the package)",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "service", ["tenants", "auth", pytest.param("clinic", marks=CLINIC_WHEEL_LACKS_MIGRATIONS)]
-)
+@pytest.mark.parametrize("service", ["tenants", "auth", "clinic"])
 def test_migrate_image_applies_each_services_migrations_from_its_wheel(
     migrate_results: dict[str, str], service: str
 ) -> None:

@@ -94,6 +94,19 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+def migrations_dir(package_file: str) -> Path:
+    """A service's Alembic tree, given its package's ``__file__``.
+
+    A built wheel carries the tree inside the package (hatch ``force-include``); a checkout keeps
+    it beside the package.
+    """
+    package = Path(package_file).resolve().parent
+    for candidate in (package / "migrations", package.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise RuntimeError(f"no Alembic migrations found for {package.name}")
+
+
 def alembic_config(script_location: Path, url: str) -> Config:
     """An Alembic configuration built in code, so no service needs an ``alembic.ini``."""
     config = Config()

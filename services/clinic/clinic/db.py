@@ -23,7 +23,7 @@ from typing import Any
 
 from alembic import command
 from alembic.script import ScriptDirectory
-from common.db import alembic_config, create_db_engine
+from common.db import alembic_config, create_db_engine, migrations_dir
 from common.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
 from common.observability import track_engine
 from sqlalchemy import Connection, Engine, event, text
@@ -34,7 +34,7 @@ from clinic.settings import ClinicSettings
 
 log = logging.getLogger("dentiapro.clinic.db")
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = migrations_dir(__file__)
 SCHEMA_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 SQLITE_SUFFIX = ".sqlite3"
 # Alembic's ``op`` and ``context`` are process-wide proxies: two upgrades running at once in

@@ -1,23 +1,12 @@
 """The tenants database: engine and Alembic migrations (``make migrate`` and start-up)."""
 
-from pathlib import Path
-
 from alembic import command
-from common.db import alembic_config, create_db_engine
+from common.db import alembic_config, create_db_engine, migrations_dir
 from sqlalchemy import Engine, text
 
 from tenants.settings import TenantsSettings
 
-# In a checkout the tree sits beside the package; a built wheel carries it inside the package.
-_PACKAGE_DIR = Path(__file__).resolve().parent
-MIGRATIONS = next(
-    (
-        path
-        for path in (_PACKAGE_DIR / "migrations", _PACKAGE_DIR.parent / "migrations")
-        if (path / "env.py").is_file()
-    ),
-    _PACKAGE_DIR.parent / "migrations",
-)
+MIGRATIONS = migrations_dir(__file__)
 # Arbitrary constant: replicas starting together take turns at migrating (PostgreSQL).
 MIGRATION_LOCK_KEY = 0x7E_4A_47_5F
 
