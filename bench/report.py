@@ -230,7 +230,7 @@ def targets(
                 _target(f"gateway share, {row['mix']} mix", row["gateway_share"], GATEWAY_SHARE)
             )
     rss: dict[str, float] = {}
-    for row in summary:
+    for row in [*summary, *(scaling or {}).get("summary", [])]:
         for name, value in row["rss_mb"].items():
             if name != "hello":
                 rss[name] = max(rss.get(name, 0.0), value)

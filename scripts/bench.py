@@ -16,7 +16,6 @@ environment variable (BENCH_DURATION, BENCH_REPEAT, BENCH_SCALING, ...).
 import argparse
 import asyncio
 import json
-import math
 import os
 import platform
 import secrets
@@ -41,35 +40,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "bench")]
 
 import measure  # noqa: E402
+import mixes  # noqa: E402
 import profile_summary  # noqa: E402
 import report  # noqa: E402
+import scaling  # noqa: E402
 import seed  # noqa: E402
 from system import Ports, System  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 SERVICE_DATABASES = ("auth", "clinic", "tenants")
 BENCH_TENANT = "bench"
-SCALE_TENANT = "bench_scale"
-READ_OPERATIONS = ("get_patient", "get_consultation", "list_patients", "search_patients")
-MIXES: dict[str, dict[str, int]] = {
-    "read": dict.fromkeys(READ_OPERATIONS, 25),
-    "write": {"create_patient": 34, "create_consultation": 33, "update_patient": 33},
-    # 80% reads (20 each), 20% writes.
-    "mixed": {
-        **dict.fromkeys(READ_OPERATIONS, 20),
-        "create_patient": 7,
-        "create_consultation": 7,
-        "update_patient": 6,
-    },
-    "hello": {"hello": 1},
-    # Single operations, for the scaling run.
-    "get_patient": {"get_patient": 1},
-    "list_patients": {"list_patients": 1},
-    "search_patients": {"search_patients": 1},
-}
-SCALING_OPERATIONS = ("get_patient", "list_patients", "search_patients")
-MAX_LIST_PAGES = 20
-TENANT_PATIENTS = 10  # patients in each tenant of the many-tenants run
 
 
 def _env(name: str, default: str) -> str:
@@ -118,6 +98,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.mixes = [m for m in args.mixes.split(",") if m]
     args.targets = [t for t in args.targets.split(",") if t]
+    for mix in args.mixes:
+        if mix not in mixes.MIXES:
+            parser.error(f"unknown mix {mix!r}; known: {', '.join(mixes.MIXES)}")
+    for target in args.targets:
+        if target not in ("gateway", "clinic", "hello"):
+            parser.error(f"unknown target {target!r}; known: gateway, clinic, hello")
     return args
 
 
@@ -155,50 +141,6 @@ def find_postmaster(engine: Engine) -> int | None:
         return None
 
 
-# --- the wrk configuration ---------------------------------------------------------------------
-
-
-def lua(value: Any) -> str:
-    """A Python value as a Lua literal (strings byte-escaped: LuaJIT knows no \\u escapes)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return (
-            '"'
-            + "".join(
-                chr(b) if chr(b).isalnum() or chr(b) in " _-.:/" else f"\\{b:03d}"
-                for b in value.encode()
-            )
-            + '"'
-        )
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"[{lua(str(k))}]={lua(v)}" for k, v in value.items()) + "}"
-    return "{" + ",".join(lua(item) for item in value) + "}"
-
-
-def tenant_entry(tenant: seed.TenantData) -> dict[str, Any]:
-    return {
-        "token": tenant.token,
-        "cabinet": tenant.cabinet,
-        "patients": [list(r) for r in seed.id_ranges(tenant.patients)],
-        "consultations": [list(r) for r in seed.id_ranges(tenant.consultations)],
-    }
-
-
-def write_config(path: Path, tenants: Sequence[seed.TenantData], patients: int) -> Path:
-    pages = max(1, min(MAX_LIST_PAGES, math.ceil(patients / 50)))
-    config = {
-        "tenants": [tenant_entry(t) for t in tenants],
-        "searches": list(seed.SEARCHES),
-        "pages": pages,
-        "mixes": MIXES,
-    }
-    path.write_text("return " + lua(config) + "\n")
-    return path
-
-
 # --- the bench -----------------------------------------------------------------------------------
 
 
@@ -224,6 +166,10 @@ class Bench:
 
     def log(self, message: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    @property
+    def gateway_url(self) -> str:
+        return self.system.gateway_url
 
     def url(self, target: str) -> str:
         return self.system.gateway_url if target == "gateway" else self.system.url("clinic")
@@ -367,7 +313,7 @@ class Bench:
         username = self.system.env["DENTIAPRO_ADMIN_USERNAME"]
         return await seed.login(client, self.system.url("auth"), username, self.admin_password)
 
-    async def _new_tenants(
+    async def new_tenants(
         self, client: httpx.AsyncClient, schemas: Sequence[str], concurrency: int = 8
     ) -> list[seed.TenantData]:
         admin = await self._admin_token(client)
@@ -383,7 +329,7 @@ class Bench:
     def seed_main(self) -> seed.TenantData:
         async def run() -> seed.TenantData:
             async with httpx.AsyncClient(timeout=30.0) as client:
-                (tenant,) = await self._new_tenants(client, [BENCH_TENANT])
+                (tenant,) = await self.new_tenants(client, [BENCH_TENANT])
                 await seed.seed_records(
                     client,
                     self.system.gateway_url,
@@ -462,103 +408,6 @@ class Bench:
                     self.log(summaries[output.name])
         return summaries
 
-    def scaling(self) -> dict[str, Any]:
-        """Latency and CPU per request with 1k vs 100k patients, and with 1 vs N tenants."""
-        runs: list[dict[str, Any]] = []
-
-        def ops(label: str, config: Path, extra: Mapping[str, Any]) -> None:
-            for op in SCALING_OPERATIONS:
-                runs.extend(
-                    self.series(
-                        target="gateway", mix=op, config=config, extra={"case": label, **extra}
-                    )
-                )
-
-        async def scale_tenant() -> seed.TenantData:
-            async with httpx.AsyncClient(timeout=30.0) as client:
-                (tenant,) = await self._new_tenants(client, [SCALE_TENANT])
-                await seed.seed_records(
-                    client, self.system.gateway_url, tenant, patients=1, consultations=1
-                )
-                return tenant
-
-        tenant = asyncio.run(scale_tenant())
-        base = self.args.patients
-        tenant.patients += seed.insert_patients(self.clinic_engine, SCALE_TENANT, base - 1)
-        config = write_config(self.work / "scale-small.lua", [tenant], base)
-        self.log(f"scaling: {self.patient_count(SCALE_TENANT)} patients in one tenant")
-        ops(f"patients={base}", config, {"patients_in_tenant": self.patient_count(SCALE_TENANT)})
-        tenant.patients += seed.insert_patients(
-            self.clinic_engine, SCALE_TENANT, self.args.scaling_patients - base
-        )
-        config = write_config(self.work / "scale-large.lua", [tenant], self.args.scaling_patients)
-        self.log(f"scaling: {self.patient_count(SCALE_TENANT)} patients in one tenant")
-        ops(
-            f"patients={self.args.scaling_patients}",
-            config,
-            {"patients_in_tenant": self.patient_count(SCALE_TENANT)},
-        )
-
-        tenants = self.many_tenants(self.args.tenants)
-        one = write_config(self.work / "tenants-one.lua", tenants[:1], TENANT_PATIENTS)
-        ops("tenants=1", one, {"tenants_in_mix": 1})
-        many = write_config(self.work / "tenants-many.lua", tenants, TENANT_PATIENTS)
-        ops(f"tenants={len(tenants)}", many, {"tenants_in_mix": len(tenants)})
-
-        summary = []
-        for case in dict.fromkeys(r["case"] for r in runs):
-            for row in report.summarise([r for r in runs if r["case"] == case]):
-                summary.append({"case": case, **row})
-        large = self.args.scaling_patients
-        comparisons = [
-            *report.compare(
-                summary,
-                f"patients={base}",
-                f"patients={large}",
-                {
-                    "get_patient": ("p50", report.SCALING_FACTOR),
-                    "search_patients": ("p50", report.SCALING_FACTOR),
-                },
-            ),
-            *report.compare(
-                summary,
-                "tenants=1",
-                f"tenants={len(tenants)}",
-                dict.fromkeys(SCALING_OPERATIONS, ("cpu", report.TENANTS_FACTOR)),
-            ),
-        ]
-        return {"runs": runs, "summary": summary, "comparisons": comparisons}
-
-    def many_tenants(self, count: int) -> list[seed.TenantData]:
-        """``count`` tenants through the API, each with a cabinet and a few patients."""
-        schemas = [f"bench_t{i:04d}" for i in range(1, count + 1)]
-        started = time.monotonic()
-
-        async def run() -> list[seed.TenantData]:
-            async with httpx.AsyncClient(timeout=120.0) as client:
-                tenants = await self._new_tenants(client, schemas)
-                self.log(f"{count} tenants and users created in {time.monotonic() - started:.0f} s")
-
-                async def provision(tenant: seed.TenantData) -> None:
-                    # The first clinic request of a tenant creates and migrates its schema.
-                    await seed.seed_records(
-                        client, self.system.gateway_url, tenant, patients=1, consultations=1
-                    )
-
-                # One at a time: clinic provisions different tenants concurrently in one
-                # process unsafely (Alembic's op/context proxies are process-global; seen as
-                # "relation <schema>.patient does not exist"), see docs/performance.md.
-                await seed.gather_limited((partial(provision, t) for t in tenants), 1)
-                return tenants
-
-        tenants = asyncio.run(run())
-        self.log(f"{count} tenant schemas provisioned in {time.monotonic() - started:.0f} s")
-        for tenant in tenants:
-            tenant.patients += seed.insert_patients(
-                self.clinic_engine, tenant.schema, TENANT_PATIENTS - 1
-            )
-        return tenants
-
 
 def machine() -> dict[str, Any]:
     model = ""
@@ -605,13 +454,13 @@ def bench_system(
     results["settings"]["postgres_measured"] = bench.postmaster is not None
     bench.log(f"seeding {args.patients} patients, {args.consultations} consultations")
     tenant = bench.seed_main()
-    config = write_config(work / "main.lua", [tenant], args.patients)
+    config = mixes.write_config(work / "main.lua", [tenant], args.patients)
     bench.main_runs(config)
     if "hello" in args.targets:
         bench.hello_runs(config)
     if args.profile:
         results["profiles"] = bench.profile(config, output.with_suffix("") / "profile")
-    results["scaling"] = bench.scaling() if args.scaling else None
+    results["scaling"] = scaling.run(bench) if args.scaling else None
 
 
 def keep_logs(system: System, directory: Path, lines: int = 300) -> None:
