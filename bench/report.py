@@ -275,6 +275,16 @@ def table(summary: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def disturbed(summary: Sequence[Mapping[str, Any]], seconds: float, cores: int) -> list[str]:
+    """Rows whose runs lost more than a fifth of the machine to other processes."""
+    capacity_ms = seconds * cores * 1000
+    return [
+        f"{row['target']} {row['mix']}"
+        for row in summary
+        if row["other_cpu_ms"] > 0.2 * capacity_ms
+    ]
+
+
 def targets_table(checks: Sequence[Mapping[str, Any]]) -> str:
     lines = []
     for check in checks:

@@ -516,6 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratios=report.ratios(summary),
         cpu_in_hello_requests=report.relative_to_hello(summary),
         targets=report.targets(summary, results.get("scaling")),
+        disturbed=report.disturbed(summary, args.duration, os.cpu_count() or 1),
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")
@@ -526,6 +527,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\ndirect-to-clinic / gateway throughput: {results['ratios']}")
     print(f"CPU per request in hello-world requests: {results['cpu_in_hello_requests']}")
     print(report.targets_table(results["targets"]))
+    if results["disturbed"]:
+        print(
+            f"\nWARNING: other processes used more than 20% of the machine during: "
+            f"{', '.join(results['disturbed'])}. Throughput, latency and CPU per request are "
+            "inflated; "
+            "re-run on a quiet machine (see other_cpu_ms in the JSON)."
+        )
     print(f"\nresults: {output}")
     return 0
 

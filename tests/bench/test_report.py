@@ -103,3 +103,10 @@ def test_scaling_comparisons_carry_a_limit_only_where_a_target_exists(
     assert by_metric["p50 latency"]["limit"] is None
     (check,) = report.targets([], {"comparisons": comparisons})
     assert check["ok"] is False
+
+
+def test_runs_that_lost_the_machine_to_others_are_flagged(report: ModuleType) -> None:
+    # 5 s of CPU went elsewhere: a quarter of 2 cores x 10 s, an eighth of 4 cores x 10 s.
+    summary = report.summarise([record(report, 1000, clinic_s=1.0)])
+    assert report.disturbed(summary, 10, 2) == ["gateway read"]
+    assert report.disturbed(summary, 10, 4) == []
