@@ -80,6 +80,8 @@ def main() -> int:
         print("\nStopping ...", flush=True)
         return 0
     finally:
+        # A second Ctrl-C (or uv forwarding the terminal's SIGINT) must not cut the shutdown short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         system.stop()
 
 
