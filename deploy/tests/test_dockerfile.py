@@ -162,6 +162,15 @@ def _installed_workspace_packages(python: Path) -> set[str]:
     return {name for name in listing if name.startswith("dentiapro")}
 
 
+WORKSPACE_PACKAGES = (
+    "dentiapro-common",
+    "dentiapro-auth",
+    "dentiapro-clinic",
+    "dentiapro-tenants",
+    "dentiapro-gateway",
+)
+
+
 def _sync_like_the_image(stage: Stage, venv: Path) -> Path:
     """Run the stage's own ``uv sync`` command against the repository into ``venv``."""
     args = _uv_sync_args(stage)
@@ -169,8 +178,11 @@ def _sync_like_the_image(stage: Stage, venv: Path) -> Path:
         assert expected in args, f"{stage.name}: uv sync without {expected}"
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON": sys.executable}
     env.pop("VIRTUAL_ENV", None)
+    # uv caches wheels it built from local packages by their pyproject, not their sources:
+    # rebuild ours so the venv holds the code as it is now. `uv run` names its own binary in UV.
+    rebuild = [f"--reinstall-package={name}" for name in WORKSPACE_PACKAGES]
     result = subprocess.run(
-        ["uv", "sync", "--quiet", *args],
+        [os.environ.get("UV", "uv"), "sync", "--quiet", *args, *rebuild],
         cwd=ROOT,
         env=env,
         capture_output=True,
