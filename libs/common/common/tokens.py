@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio.to_thread
 import httpx
 import jwt
 from fastapi import Depends, Request
@@ -182,13 +183,21 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def get_principal(request: Request) -> Principal:
-    """The verified caller; 401 without a valid access token. Dependency for protected routes."""
+async def get_principal(request: Request) -> Principal:
+    """The verified caller; 401 without a valid access token. Dependency for protected routes.
+
+    ``async``: a cached token or a known key is checked inline (no thread hand-off); only a
+    token naming an unknown key, which may fetch the JWKS from auth, goes to a thread.
+    """
     token = bearer_token(request)
     if token is None:
         raise NotAuthenticated()
     verifier: TokenVerifier = request.app.state.token_verifier
-    principal = Principal.from_claims(verifier.verify(token))
+    if verifier.verifies_offline(token):
+        claims = verifier.verify(token)
+    else:
+        claims = await anyio.to_thread.run_sync(verifier.verify, token)
+    principal = Principal.from_claims(claims)
     request.state.principal = principal
     return principal
 
@@ -196,7 +205,7 @@ def get_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def require_superuser(principal: CurrentPrincipal) -> Principal:
+async def require_superuser(principal: CurrentPrincipal) -> Principal:
     if not principal.is_superuser:
         raise PermissionDenied()
     return principal

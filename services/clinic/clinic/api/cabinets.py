@@ -1,57 +1,78 @@
-"""/api/cabinets/: the tenant's cabinets."""
+"""/api/cabinets/: the tenant's cabinets.
 
-from typing import Any
+GET, POST and DELETE open the tenant's session in the route's own thread (one hand-off per
+request) and answer with the public model serialised there; PUT and PATCH load the record in
+a dependency so that a missing cabinet is a 404 before the body is validated.
+"""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from clinic import crud
-from clinic.api.deps import AUTHENTICATED, CabinetDep, ListFiltersDep, TenantSession
-from clinic.models import Cabinet, CabinetCreate, CabinetPublic, CabinetUpdate
-from clinic.pagination import PageDep, Paginated, page_response
+from clinic.api.deps import (
+    AUTHENTICATED,
+    CabinetDep,
+    ListFiltersDep,
+    RecordId,
+    TenantDep,
+    TenantSession,
+    load_cabinet,
+    respond,
+)
+from clinic.models import CabinetCreate, CabinetPublic, CabinetUpdate
+from clinic.pagination import PageDep, Paginated, page_of
 
 router = APIRouter(prefix="/api/cabinets", tags=["cabinets"], dependencies=AUTHENTICATED)
 
 
 @router.get("/", response_model=Paginated[CabinetPublic])
-def list_cabinets(
-    request: Request, session: TenantSession, filters: ListFiltersDep, page: PageDep
-) -> dict[str, Any]:
+def list_cabinets(tenant: TenantDep, filters: ListFiltersDep, page: PageDep) -> Response:
     """List cabinets, paginated; `search`, `ordering` and `updated_after` narrow it."""
-    result = crud.list_cabinets(session=session, filters=filters, page=page)
-    return page_response(request, result, CabinetPublic)
+    with tenant.session() as session:
+        result = crud.list_cabinets(session=session, filters=filters, page=page)
+        return respond(Paginated, page_of(page, result, CabinetPublic))
 
 
 @router.post("/", status_code=201, response_model=CabinetPublic)
-def create_cabinet(session: TenantSession, cabinet_in: CabinetCreate) -> Cabinet:
+def create_cabinet(tenant: TenantDep, cabinet_in: CabinetCreate) -> Response:
     """Create a cabinet."""
-    return crud.create_cabinet(session=session, cabinet_in=cabinet_in)
+    with tenant.session() as session:
+        cabinet = crud.create_cabinet(session=session, cabinet_in=cabinet_in)
+        return respond(CabinetPublic, cabinet, 201)
 
 
 @router.get("/{cabinet_id}/", response_model=CabinetPublic)
-def get_cabinet(cabinet: CabinetDep) -> Cabinet:
+def get_cabinet(cabinet_id: RecordId, tenant: TenantDep) -> Response:
     """One cabinet."""
-    return cabinet
+    with tenant.session() as session:
+        return respond(CabinetPublic, load_cabinet(session, cabinet_id))
 
 
 @router.put("/{cabinet_id}/", response_model=CabinetPublic)
 def update_cabinet(
     session: TenantSession, cabinet: CabinetDep, cabinet_in: CabinetCreate
-) -> Cabinet:
+) -> Response:
     """Replace a cabinet (every field)."""
-    return crud.update_cabinet(session=session, cabinet=cabinet, changes=cabinet_in.model_dump())
+    changes = cabinet_in.model_dump()
+    return respond(
+        CabinetPublic, crud.update_cabinet(session=session, cabinet=cabinet, changes=changes)
+    )
 
 
 @router.patch("/{cabinet_id}/", response_model=CabinetPublic)
 def patch_cabinet(
     session: TenantSession, cabinet: CabinetDep, cabinet_in: CabinetUpdate
-) -> Cabinet:
+) -> Response:
     """Change some fields of a cabinet."""
     changes = cabinet_in.model_dump(exclude_unset=True)
-    return crud.update_cabinet(session=session, cabinet=cabinet, changes=changes)
+    return respond(
+        CabinetPublic, crud.update_cabinet(session=session, cabinet=cabinet, changes=changes)
+    )
 
 
 @router.delete("/{cabinet_id}/", status_code=204, response_class=Response)
-def delete_cabinet(session: TenantSession, cabinet: CabinetDep) -> Response:
+def delete_cabinet(cabinet_id: RecordId, tenant: TenantDep) -> Response:
     """Delete a cabinet; 409 while consultations reference it."""
-    crud.delete_cabinet(session=session, cabinet=cabinet)
+    with tenant.session() as session:
+        cabinet = load_cabinet(session, cabinet_id, for_update=True)
+        crud.delete_cabinet(session=session, cabinet=cabinet)
     return Response(status_code=204)

@@ -1,66 +1,82 @@
-"""/api/consultations/: the tenant's consultations (a patient seen in a cabinet)."""
+"""/api/consultations/: the tenant's consultations (a consultation seen in a cabinet).
 
-from typing import Any
+GET, POST and DELETE open the tenant's session in the route's own thread (one hand-off per
+request) and answer with the public model serialised there; PUT and PATCH load the record in
+a dependency so that a missing consultation is a 404 before the body is validated.
+"""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from clinic import crud
-from clinic.api.deps import AUTHENTICATED, ConsultationDep, ConsultationFiltersDep, TenantSession
-from clinic.models import (
-    Consultation,
-    ConsultationCreate,
-    ConsultationPublic,
-    ConsultationUpdate,
+from clinic.api.deps import (
+    AUTHENTICATED,
+    ConsultationDep,
+    ConsultationFiltersDep,
+    RecordId,
+    TenantDep,
+    TenantSession,
+    load_consultation,
+    respond,
 )
-from clinic.pagination import PageDep, Paginated, page_response
+from clinic.models import ConsultationCreate, ConsultationPublic, ConsultationUpdate
+from clinic.pagination import PageDep, Paginated, page_of
 
 router = APIRouter(prefix="/api/consultations", tags=["consultations"], dependencies=AUTHENTICATED)
 
 
 @router.get("/", response_model=Paginated[ConsultationPublic])
 def list_consultations(
-    request: Request, session: TenantSession, filters: ConsultationFiltersDep, page: PageDep
-) -> dict[str, Any]:
+    tenant: TenantDep, filters: ConsultationFiltersDep, page: PageDep
+) -> Response:
     """List consultations; filter by `patient`, `cabinet`, `date_after`, `date_before`."""
-    result = crud.list_consultations(session=session, filters=filters, page=page)
-    return page_response(request, result, ConsultationPublic)
+    with tenant.session() as session:
+        result = crud.list_consultations(session=session, filters=filters, page=page)
+        return respond(Paginated, page_of(page, result, ConsultationPublic))
 
 
 @router.post("/", status_code=201, response_model=ConsultationPublic)
-def create_consultation(
-    session: TenantSession, consultation_in: ConsultationCreate
-) -> Consultation:
+def create_consultation(tenant: TenantDep, consultation_in: ConsultationCreate) -> Response:
     """Record a consultation; `patient` and `cabinet` must exist in the tenant."""
-    return crud.create_consultation(session=session, consultation_in=consultation_in)
+    with tenant.session() as session:
+        consultation = crud.create_consultation(session=session, consultation_in=consultation_in)
+        return respond(ConsultationPublic, consultation, 201)
 
 
 @router.get("/{consultation_id}/", response_model=ConsultationPublic)
-def get_consultation(consultation: ConsultationDep) -> Consultation:
+def get_consultation(consultation_id: RecordId, tenant: TenantDep) -> Response:
     """One consultation."""
-    return consultation
+    with tenant.session() as session:
+        return respond(ConsultationPublic, load_consultation(session, consultation_id))
 
 
 @router.put("/{consultation_id}/", response_model=ConsultationPublic)
 def update_consultation(
     session: TenantSession, consultation: ConsultationDep, consultation_in: ConsultationCreate
-) -> Consultation:
+) -> Response:
     """Replace a consultation (every field)."""
-    return crud.update_consultation(
-        session=session, consultation=consultation, changes=consultation_in.model_dump()
+    changes = consultation_in.model_dump()
+    return respond(
+        ConsultationPublic,
+        crud.update_consultation(session=session, consultation=consultation, changes=changes),
     )
 
 
 @router.patch("/{consultation_id}/", response_model=ConsultationPublic)
 def patch_consultation(
     session: TenantSession, consultation: ConsultationDep, consultation_in: ConsultationUpdate
-) -> Consultation:
+) -> Response:
     """Change some fields of a consultation."""
     changes = consultation_in.model_dump(exclude_unset=True)
-    return crud.update_consultation(session=session, consultation=consultation, changes=changes)
+    return respond(
+        ConsultationPublic,
+        crud.update_consultation(session=session, consultation=consultation, changes=changes),
+    )
 
 
 @router.delete("/{consultation_id}/", status_code=204, response_class=Response)
-def delete_consultation(session: TenantSession, consultation: ConsultationDep) -> Response:
+def delete_consultation(consultation_id: RecordId, tenant: TenantDep) -> Response:
     """Delete a consultation."""
-    crud.delete_consultation(session=session, consultation=consultation)
+    with tenant.session() as session:
+        consultation = load_consultation(session, consultation_id, for_update=True)
+        crud.delete_consultation(session=session, consultation=consultation)
     return Response(status_code=204)

@@ -4,12 +4,15 @@ The tenant comes from the verified token only (``principal.tenant``), never from
 """
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated
 
 from common.errors import NotFound, TokenInvalid, ValidationFailed
 from common.tokens import CurrentPrincipal, get_principal
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, Response
+from pydantic import BaseModel
 from sqlmodel import Session
 
 from clinic import crud
@@ -19,63 +22,110 @@ from clinic.models import Cabinet, Consultation, Patient, parse_datetime
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-__all__ = ["AUTHENTICATED", "CurrentPrincipal", "TenantSession"]
+__all__ = ["AUTHENTICATED", "CurrentPrincipal", "TenantDep", "TenantSession"]
 
 
-def get_tenant_session(request: Request, principal: CurrentPrincipal) -> Iterator[Session]:
-    """A session on the caller's tenant data (provisioned on first use), closed afterwards."""
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """The caller's tenant: routes open its session in their own thread (one hand-off)."""
+
+    databases: TenantDatabases
+    name: str
+    write: bool
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session on the tenant's data (provisioned on first use), closed afterwards."""
+        with self.databases.session(self.name, write=self.write) as session:
+            yield session
+
+
+async def get_tenant(request: Request, principal: CurrentPrincipal) -> Tenant:
+    """No I/O here (``async``: no thread hand-off); the route opens the session."""
     # Signed by auth, but still an identifier we are about to use in SQL: check its shape.
     if not valid_schema_name(principal.tenant):
         raise TokenInvalid("Token names an invalid tenant.")
     databases: TenantDatabases = request.app.state.databases
-    write = request.method not in SAFE_METHODS
-    with databases.session(principal.tenant, write=write) as session:
+    return Tenant(databases, principal.tenant, request.method not in SAFE_METHODS)
+
+
+TenantDep = Annotated[Tenant, Depends(get_tenant)]
+
+
+def get_tenant_session(tenant: TenantDep) -> Iterator[Session]:
+    """A session as a dependency, for routes that load their record before the body is read."""
+    with tenant.session() as session:
         yield session
 
 
 TenantSession = Annotated[Session, Depends(get_tenant_session)]
+
+RecordId = Annotated[int, Path()]
 
 
 def _for_update(request: Request) -> bool:
     return request.method not in SAFE_METHODS
 
 
-def get_cabinet(
-    cabinet_id: Annotated[int, Path()], session: TenantSession, request: Request
-) -> Cabinet:
-    cabinet = crud.get_cabinet(
-        session=session, cabinet_id=cabinet_id, for_update=_for_update(request)
-    )
+def load_cabinet(session: Session, cabinet_id: int, *, for_update: bool = False) -> Cabinet:
+    cabinet = crud.get_cabinet(session=session, cabinet_id=cabinet_id, for_update=for_update)
     if cabinet is None:
         raise NotFound()
     return cabinet
 
 
-def get_patient(
-    patient_id: Annotated[int, Path()], session: TenantSession, request: Request
-) -> Patient:
-    patient = crud.get_patient(
-        session=session, patient_id=patient_id, for_update=_for_update(request)
-    )
+def load_patient(session: Session, patient_id: int, *, for_update: bool = False) -> Patient:
+    patient = crud.get_patient(session=session, patient_id=patient_id, for_update=for_update)
     if patient is None:
         raise NotFound()
     return patient
 
 
-def get_consultation(
-    consultation_id: Annotated[int, Path()], session: TenantSession, request: Request
+def load_consultation(
+    session: Session, consultation_id: int, *, for_update: bool = False
 ) -> Consultation:
     consultation = crud.get_consultation(
-        session=session, consultation_id=consultation_id, for_update=_for_update(request)
+        session=session, consultation_id=consultation_id, for_update=for_update
     )
     if consultation is None:
         raise NotFound()
     return consultation
 
 
+# PUT and PATCH load their record in a dependency: a missing record is a 404 before the body
+# is validated, as in DRF.
+def get_cabinet(cabinet_id: RecordId, session: TenantSession, request: Request) -> Cabinet:
+    return load_cabinet(session, cabinet_id, for_update=_for_update(request))
+
+
+def get_patient(patient_id: RecordId, session: TenantSession, request: Request) -> Patient:
+    return load_patient(session, patient_id, for_update=_for_update(request))
+
+
+def get_consultation(
+    consultation_id: RecordId, session: TenantSession, request: Request
+) -> Consultation:
+    return load_consultation(session, consultation_id, for_update=_for_update(request))
+
+
 CabinetDep = Annotated[Cabinet, Depends(get_cabinet)]
 PatientDep = Annotated[Patient, Depends(get_patient)]
 ConsultationDep = Annotated[Consultation, Depends(get_consultation)]
+
+
+def respond(public: type[BaseModel], record: object, status_code: int = 200) -> Response:
+    """``record`` as its public model, validated once and serialised in the route's thread.
+
+    A ``Response`` is sent as is: FastAPI does not validate it against ``response_model``
+    again (which it would do in one more thread hand-off); ``response_model`` stays on the
+    route for the OpenAPI document.
+    """
+    model = (
+        record
+        if isinstance(record, public)
+        else public.model_validate(record, from_attributes=True)
+    )
+    return Response(model.model_dump_json(), status_code, media_type="application/json")
 
 
 # --- list query parameters (bad values: 400 on the parameter) ---
@@ -103,7 +153,7 @@ def _date_or_datetime(value: str) -> date | datetime | None:
     return _datetime(text)
 
 
-def list_filters(
+async def list_filters(
     search: Annotated[str, Query(description="Case-insensitive search terms.")] = "",
     ordering: Annotated[str, Query(description="Comma-separated fields, `-` for descending.")] = "",
     updated_after: Annotated[
@@ -121,7 +171,7 @@ def list_filters(
 ListFiltersDep = Annotated[ListFilters, Depends(list_filters)]
 
 
-def consultation_filters(
+async def consultation_filters(
     common: ListFiltersDep,
     patient: Annotated[str | None, Query(description="Patient id.")] = None,
     cabinet: Annotated[str | None, Query(description="Cabinet id.")] = None,

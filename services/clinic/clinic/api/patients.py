@@ -1,57 +1,78 @@
-"""/api/patients/: the tenant's patients."""
+"""/api/patients/: the tenant's patients.
 
-from typing import Any
+GET, POST and DELETE open the tenant's session in the route's own thread (one hand-off per
+request) and answer with the public model serialised there; PUT and PATCH load the record in
+a dependency so that a missing patient is a 404 before the body is validated.
+"""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from clinic import crud
-from clinic.api.deps import AUTHENTICATED, ListFiltersDep, PatientDep, TenantSession
-from clinic.models import Patient, PatientCreate, PatientPublic, PatientUpdate
-from clinic.pagination import PageDep, Paginated, page_response
+from clinic.api.deps import (
+    AUTHENTICATED,
+    ListFiltersDep,
+    PatientDep,
+    RecordId,
+    TenantDep,
+    TenantSession,
+    load_patient,
+    respond,
+)
+from clinic.models import PatientCreate, PatientPublic, PatientUpdate
+from clinic.pagination import PageDep, Paginated, page_of
 
 router = APIRouter(prefix="/api/patients", tags=["patients"], dependencies=AUTHENTICATED)
 
 
 @router.get("/", response_model=Paginated[PatientPublic])
-def list_patients(
-    request: Request, session: TenantSession, filters: ListFiltersDep, page: PageDep
-) -> dict[str, Any]:
+def list_patients(tenant: TenantDep, filters: ListFiltersDep, page: PageDep) -> Response:
     """List patients, paginated; `search`, `ordering` and `updated_after` narrow it."""
-    result = crud.list_patients(session=session, filters=filters, page=page)
-    return page_response(request, result, PatientPublic)
+    with tenant.session() as session:
+        result = crud.list_patients(session=session, filters=filters, page=page)
+        return respond(Paginated, page_of(page, result, PatientPublic))
 
 
 @router.post("/", status_code=201, response_model=PatientPublic)
-def create_patient(session: TenantSession, patient_in: PatientCreate) -> Patient:
+def create_patient(tenant: TenantDep, patient_in: PatientCreate) -> Response:
     """Create a patient."""
-    return crud.create_patient(session=session, patient_in=patient_in)
+    with tenant.session() as session:
+        patient = crud.create_patient(session=session, patient_in=patient_in)
+        return respond(PatientPublic, patient, 201)
 
 
 @router.get("/{patient_id}/", response_model=PatientPublic)
-def get_patient(patient: PatientDep) -> Patient:
+def get_patient(patient_id: RecordId, tenant: TenantDep) -> Response:
     """One patient."""
-    return patient
+    with tenant.session() as session:
+        return respond(PatientPublic, load_patient(session, patient_id))
 
 
 @router.put("/{patient_id}/", response_model=PatientPublic)
 def update_patient(
     session: TenantSession, patient: PatientDep, patient_in: PatientCreate
-) -> Patient:
+) -> Response:
     """Replace a patient (every field)."""
-    return crud.update_patient(session=session, patient=patient, changes=patient_in.model_dump())
+    changes = patient_in.model_dump()
+    return respond(
+        PatientPublic, crud.update_patient(session=session, patient=patient, changes=changes)
+    )
 
 
 @router.patch("/{patient_id}/", response_model=PatientPublic)
 def patch_patient(
     session: TenantSession, patient: PatientDep, patient_in: PatientUpdate
-) -> Patient:
+) -> Response:
     """Change some fields of a patient."""
     changes = patient_in.model_dump(exclude_unset=True)
-    return crud.update_patient(session=session, patient=patient, changes=changes)
+    return respond(
+        PatientPublic, crud.update_patient(session=session, patient=patient, changes=changes)
+    )
 
 
 @router.delete("/{patient_id}/", status_code=204, response_class=Response)
-def delete_patient(session: TenantSession, patient: PatientDep) -> Response:
+def delete_patient(patient_id: RecordId, tenant: TenantDep) -> Response:
     """Delete a patient; 409 while consultations reference it."""
-    crud.delete_patient(session=session, patient=patient)
+    with tenant.session() as session:
+        patient = load_patient(session, patient_id, for_update=True)
+        crud.delete_patient(session=session, patient=patient)
     return Response(status_code=204)
