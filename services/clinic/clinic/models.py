@@ -229,8 +229,12 @@ class CabinetUpdate(SQLModel):
     _not_null = field_validator("name", "address", "contact_number", mode="before")(_reject_null)
 
 
-class CabinetPublic(CabinetBase, Timestamps):
-    pass
+# Responses declare plain types: stored values are already valid, so the input rules
+# (email_validator, regexes, date checks) never run on output.
+class CabinetPublic(Timestamps):
+    name: str
+    address: str
+    contact_number: str
 
 
 # --- patients ---
@@ -270,8 +274,11 @@ class PatientUpdate(SQLModel):
     _not_null = field_validator("name", "birthdate", "contact_number", mode="before")(_reject_null)
 
 
-class PatientPublic(PatientBase, Timestamps):
-    pass
+class PatientPublic(Timestamps):
+    name: str
+    birthdate: date
+    contact_number: str
+    email: str | None
 
 
 # --- consultations ---
@@ -331,5 +338,9 @@ class ConsultationUpdate(SQLModel):
     )(_reject_null)
 
 
-class ConsultationPublic(ConsultationBase, Timestamps):
-    pass
+class ConsultationPublic(Timestamps):
+    patient: int
+    cabinet: int
+    date: datetime
+    diagnosis: str
+    treatment: str
