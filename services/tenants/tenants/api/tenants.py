@@ -27,9 +27,10 @@ def list_tenants(
     """List live tenants (search on name, schema_name, domain_url)."""
     query = crud.TenantQuery(search=search, ordering=ordering, updated_after=updated_after)
     count = crud.count_tenants(session=session, query=query)
-    next_url, previous_url = paging.links(count)
+    number = paging.number(count)
+    next_url, previous_url = paging.links(number, count)
     tenants = crud.list_tenants(
-        session=session, query=query, offset=paging.offset, limit=paging.page_size
+        session=session, query=query, offset=paging.offset(number), limit=paging.size
     )
     return TenantPage(
         count=count,
