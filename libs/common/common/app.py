@@ -101,6 +101,9 @@ def create_app(
         docs_url="/docs/",
         redoc_url=None,
         openapi_url="/openapi.json/",
+        # No OpenTelemetry provider is configured anywhere; left on, FastAPI asks OpenTelemetry
+        # for its global providers on every request (os.environ lookups) to find that out.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     install_error_handlers(app)
