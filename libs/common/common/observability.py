@@ -7,9 +7,9 @@ code, never by raw path, tenant or user, so series stay bounded. Pure ASGI rathe
 
 import json
 import logging
+import secrets
 import sys
 import time
-import uuid
 import weakref
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -118,6 +118,29 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 
 access_log = logging.getLogger("dentiapro.access")
 
+# A route that sets ``request.state.access_log = False`` is not logged when it succeeds (the
+# edge's granted ForwardAuth checks: the service behind logs that request); errors always are.
+ACCESS_LOG = "access_log"
+
+# Labelled children are looked up once per (method, route[, status]), not per request:
+# ``labels()`` validates and hashes its arguments under a lock every time. Both key sets are
+# bounded (route templates, methods, status codes), as the metrics' own series are.
+_request_counters: dict[tuple[str, str, int], Any] = {}
+_latency_histograms: dict[tuple[str, str], Any] = {}
+
+
+def _count(method: str, route: str, status: int, elapsed: float) -> None:
+    counter = _request_counters.get((method, route, status))
+    if counter is None:
+        counter = _request_counters[(method, route, status)] = HTTP_REQUESTS.labels(
+            method, route, str(status)
+        )
+    histogram = _latency_histograms.get((method, route))
+    if histogram is None:
+        histogram = _latency_histograms[(method, route)] = HTTP_LATENCY.labels(method, route)
+    counter.inc()
+    histogram.observe(elapsed)
+
 
 class ObservabilityMiddleware:
     """Keeps or creates ``X-Request-ID``, counts and times the request, logs one line."""
@@ -135,7 +158,8 @@ class ObservabilityMiddleware:
                 request_id = value.decode("latin-1")
                 break
         if not valid_request_id(request_id):
-            request_id = uuid.uuid4().hex
+            # As unique as uuid4().hex (128 random bits, 32 hex digits), without building a UUID.
+            request_id = secrets.token_hex(16)
         token = request_id_var.set(request_id)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -160,18 +184,18 @@ class ObservabilityMiddleware:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
             method = scope["method"]
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(elapsed)
-            principal = state.get("principal")
-            access_log.info(
-                "request",
-                extra={
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "tenant": getattr(principal, "tenant", None),
-                    "user_id": getattr(principal, "user_id", None),
-                },
-            )
+            _count(method, route, status, elapsed)
+            if status >= 400 or state.get(ACCESS_LOG) is not False:
+                principal = state.get("principal")
+                access_log.info(
+                    "request",
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "tenant": getattr(principal, "tenant", None),
+                        "user_id": getattr(principal, "user_id", None),
+                    },
+                )
             request_id_var.reset(token)
