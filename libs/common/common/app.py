@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -87,6 +88,12 @@ def create_app(
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(service, settings.log_level)
+        # Sync routes and dependencies run in anyio's threads (40 by default). More threads
+        # than pooled connections only queue on the pool, and connections beyond the pool size
+        # (overflow) are closed as soon as they are returned: under load the pool churns,
+        # opening a PostgreSQL backend per burst. Queue in the event loop instead.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(1, min(limiter.total_tokens, settings.db_pool_size))
         if lifespan is None:
             yield
             return
