@@ -65,6 +65,33 @@ def test_put_patient_needs_every_required_field(
     assert set(response.json()) == {"name", "birthdate", "contact_number"}
 
 
+def test_put_on_a_missing_patient_is_404_before_its_body_is_validated(api: httpx.Client) -> None:
+    response = api.put("/api/patients/999999/", json={"email": "not an email"})
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_put_patient_without_a_body_or_with_a_non_object_is_400(
+    api: httpx.Client, make_patient: Callable[..., Json]
+) -> None:
+    url = f"/api/patients/{make_patient(api)['id']}/"
+    empty = api.put(url)
+    null = api.put(url, content=b"null", headers={"Content-Type": "application/json"})
+    listed = api.put(url, json=[PATIENT])
+    assert empty.status_code == null.status_code == listed.status_code == 400
+    assert empty.json() == null.json() == {"non_field_errors": ["No data provided."]}
+    assert "non_field_errors" in listed.json()
+
+
+def test_put_patient_with_a_bad_email_names_the_field(
+    api: httpx.Client, make_patient: Callable[..., Json]
+) -> None:
+    url = f"/api/patients/{make_patient(api)['id']}/"
+    response = api.put(url, json={**PATIENT, "email": "not an email"})
+    assert response.status_code == 400
+    assert set(response.json()) == {"email"}
+
+
 def test_patch_patient_with_null_name_is_400(
     api: httpx.Client, make_patient: Callable[..., Json]
 ) -> None:

@@ -1,8 +1,9 @@
 """/api/consultations/: the tenant's consultations (a consultation seen in a cabinet).
 
-GET, POST and DELETE open the tenant's session in the route's own thread (one hand-off per
-request) and answer with the public model serialised there; PUT and PATCH load the record in
-a dependency so that a missing consultation is a 404 before the body is validated.
+GET, POST, PUT and DELETE open the tenant's session in the route's own thread (one hand-off
+per request) and answer with the public model serialised there; PUT validates its body there,
+after loading the record, so a missing consultation is a 404 before the body is looked at (as in
+DRF). PATCH still loads the record in a dependency (a hand-off more; not on a hot path).
 """
 
 from fastapi import APIRouter, Response
@@ -12,10 +13,13 @@ from clinic.api.deps import (
     AUTHENTICATED,
     ConsultationDep,
     ConsultationFiltersDep,
+    RawBody,
     RecordId,
     TenantDep,
     TenantSession,
     load_consultation,
+    parse_body,
+    replace_body,
     respond,
 )
 from clinic.models import ConsultationCreate, ConsultationPublic, ConsultationUpdate
@@ -49,16 +53,22 @@ def get_consultation(consultation_id: RecordId, tenant: TenantDep) -> Response:
         return respond(ConsultationPublic, load_consultation(session, consultation_id))
 
 
-@router.put("/{consultation_id}/", response_model=ConsultationPublic)
+@router.put(
+    "/{consultation_id}/",
+    response_model=ConsultationPublic,
+    openapi_extra=replace_body(ConsultationCreate),
+)
 def update_consultation(
-    session: TenantSession, consultation: ConsultationDep, consultation_in: ConsultationCreate
+    consultation_id: RecordId, tenant: TenantDep, body: RawBody = None
 ) -> Response:
     """Replace a consultation (every field)."""
-    changes = consultation_in.model_dump()
-    return respond(
-        ConsultationPublic,
-        crud.update_consultation(session=session, consultation=consultation, changes=changes),
-    )
+    with tenant.session() as session:
+        consultation = load_consultation(session, consultation_id, for_update=True)
+        changes = parse_body(ConsultationCreate, body).model_dump()
+        updated = crud.update_consultation(
+            session=session, consultation=consultation, changes=changes
+        )
+        return respond(ConsultationPublic, updated)
 
 
 @router.patch("/{consultation_id}/", response_model=ConsultationPublic)

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from common.errors import NotFound, TokenInvalid, ValidationFailed
 from common.tokens import CurrentPrincipal, get_principal
-from fastapi import Depends, Path, Query, Request, Response
-from pydantic import BaseModel
+from fastapi import Body, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
 from clinic import crud
@@ -92,7 +93,7 @@ def load_consultation(
     return consultation
 
 
-# PUT and PATCH load their record in a dependency: a missing record is a 404 before the body
+# PATCH loads its record in a dependency: a missing record is a 404 before the body
 # is validated, as in DRF.
 def get_cabinet(cabinet_id: RecordId, session: TenantSession, request: Request) -> Cabinet:
     return load_cabinet(session, cabinet_id, for_update=_for_update(request))
@@ -111,6 +112,32 @@ def get_consultation(
 CabinetDep = Annotated[Cabinet, Depends(get_cabinet)]
 PatientDep = Annotated[Patient, Depends(get_patient)]
 ConsultationDep = Annotated[Consultation, Depends(get_consultation)]
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+# PUT reads its body as raw JSON and validates it in the route, after the record is loaded
+# (404 first, as in DRF), in the same thread hand-off. The document keeps the model's schema.
+RawBody = Annotated[Any, Body()]
+
+
+def replace_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a route whose body is a ``RawBody`` validated as ``model``."""
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def parse_body(model: type[Model], body: Any) -> Model:
+    """``body`` as ``model``; a bad one is the same 400 FastAPI's own validation gives."""
+    if body is None:  # no body, or JSON null: what FastAPI reports for a missing body
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        raise RequestValidationError(errors, body=body) from None
 
 
 def respond(public: type[BaseModel], record: object, status_code: int = 200) -> Response:
