@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from clinic.crud import search_conditions
 from clinic.models import Cabinet, Consultation, Patient
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import MetaData, create_engine, func, select
 from sqlalchemy.dialects import postgresql
 from sqlmodel import SQLModel
 
@@ -32,6 +32,11 @@ def test_migrated_schema_matches_the_models(
 ) -> None:
     assert fresh_api.get("/api/patients/").status_code == 200  # provisions the tenant
     tenant = tenant_of(fresh_api)
+    # SQLModel keeps one process-wide metadata: when other services' tests share this run it
+    # holds their tables too. Compare the clinic's own tables only.
+    clinic_metadata = MetaData()
+    for model in (Cabinet, Patient, Consultation):
+        model.__table__.to_metadata(clinic_metadata)  # type: ignore[attr-defined]
     engine = _engine_for(shared_backend, shared_database_url, tenant, sqlite_tenant_file)
     with engine.connect() as connection:
         context = MigrationContext.configure(
@@ -46,7 +51,7 @@ def test_migrated_schema_matches_the_models(
             connection.exec_driver_sql(f'SET LOCAL search_path TO "{tenant}"')
         differences = [
             diff
-            for diff in compare_metadata(context, SQLModel.metadata)
+            for diff in compare_metadata(context, clinic_metadata)
             # Alembic's own table, and the trigram expression indexes (PostgreSQL only), are
             # not in the models.
             if not (diff[0] == "remove_index" and diff[1].name.endswith("_search_trgm"))
