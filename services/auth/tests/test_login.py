@@ -151,9 +151,13 @@ def test_unknown_user_costs_the_same_argon2_work_as_a_known_one(
         return time.perf_counter() - started
 
     timed("nobody")  # warm up the connection pool
-    known = statistics.median(timed("ivan") for _ in range(5))
-    unknown = statistics.median(timed("nobody") for _ in range(5))
-    assert unknown > known * 0.5, (known, unknown)
+    # Interleaved, so a burst of load on a shared machine slows both kinds alike.
+    known: list[float] = []
+    unknown: list[float] = []
+    for _ in range(7):
+        known.append(timed("ivan"))
+        unknown.append(timed("nobody"))
+    assert statistics.median(unknown) > statistics.median(known) * 0.5, (known, unknown)
 
 
 def test_passwords_are_stored_as_argon2id_and_rehashed_when_the_cost_changes(
