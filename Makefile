@@ -25,7 +25,7 @@ run: install ## start the whole system on SQLite under ./var (Ctrl-C stops it)
 	@$(UV) run --frozen python scripts/run.py
 
 test: install ## run every test suite (SQLite, and PostgreSQL when reachable)
-	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadgroup $(wildcard $(TEST_PATHS))
+	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) $(wildcard $(TEST_PATHS))
 
 lint: install ## ruff check, ruff format check, mypy
 	$(UV) run --frozen ruff check .

@@ -8,7 +8,7 @@ from importlib.metadata import version
 
 import httpx
 from common.app import create_app as create_service_app
-from common.tokens import TokenVerifier, http_jwks_source
+from common.tokens import TokenVerifier, http_jwks_source, prefetch_keys
 from fastapi import FastAPI
 
 from edge.api import health_router, router
@@ -21,14 +21,9 @@ log = logging.getLogger("dentiapro.edge")
 
 
 async def _prefetch_keys(app: FastAPI, verifier: TokenVerifier, interval: float) -> None:
-    """Fetch the JWKS at start-up, retrying while auth is still starting.
-
-    Until it succeeds the gateway's /health/ fails: the edge could not verify any token.
-    """
-    while not await asyncio.to_thread(verifier.refresh_keys):
-        await asyncio.sleep(interval)
+    """Until the JWKS is loaded the gateway's /health/ fails: the edge could verify no token."""
+    await prefetch_keys(verifier, interval)
     app.state.keys_loaded = True
-    log.info("JWKS loaded")
 
 
 def create_app(

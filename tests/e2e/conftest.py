@@ -177,15 +177,3 @@ def wait_until(condition: Any, timeout: float, message: str) -> None:
 def eventually() -> Any:
     """``eventually(condition, timeout, message)``: poll until ``condition()`` is true."""
     return wait_until
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep every end-to-end test on one xdist worker (``--dist loadgroup``).
-
-    Each worker would otherwise start its own whole system per backend; one worker running the
-    e2e suite while the other runs the unit suites is faster and lighter on a 2-core machine.
-    """
-    here = Path(__file__).resolve().parent
-    for item in items:
-        if here in Path(item.path).resolve().parents:
-            item.add_marker(pytest.mark.xdist_group("e2e"))

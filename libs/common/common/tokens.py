@@ -7,10 +7,12 @@ header: ``alg: none``, HS256-with-the-public-key and other confusion are rejecte
 Verified tokens are cached until their ``exp``.
 """
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -91,7 +93,9 @@ class TokenVerifier:
         Returns whether any key is held afterwards.
         """
         with self._lock:
-            if time.monotonic() - self._last_fetch < self._refetch_interval:
+            # Holding no key at all, nothing verifies: retry after a second, not the interval.
+            interval = self._refetch_interval if self._keys else min(1.0, self._refetch_interval)
+            if time.monotonic() - self._last_fetch < interval:
                 return bool(self._keys)
             self._last_fetch = time.monotonic()
             try:
@@ -173,6 +177,27 @@ class TokenVerifier:
                 self._verified.clear()
         self._verified[token] = (claims, int(claims["exp"]))
         return claims
+
+
+async def prefetch_keys(verifier: TokenVerifier, interval: float = 1.0) -> None:
+    """Fetch the JWKS at start-up, retrying while auth is unreachable (run it as a task).
+
+    A service that has the keys keeps verifying tokens while auth is down later; one that
+    would only fetch them on its first request could not, if auth died before that request.
+    """
+    while not await asyncio.to_thread(verifier.refresh_keys):
+        await asyncio.sleep(interval)
+    log.info("JWKS loaded")
+
+
+@asynccontextmanager
+async def keys_prefetched(verifier: TokenVerifier, interval: float = 1.0) -> AsyncIterator[None]:
+    """Lifespan helper: ``prefetch_keys`` in the background while the app runs."""
+    task = asyncio.create_task(prefetch_keys(verifier, interval))
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def bearer_token(request: Request) -> str | None:

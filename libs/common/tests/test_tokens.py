@@ -261,3 +261,36 @@ def test_auth_down_from_the_start_gives_401_not_500(make_app: AppFactory) -> Non
     with serve(make_app(token_verifier=verifier)) as url:
         response = httpx.get(f"{url}/api/me/", headers=source.signers[0].auth_header())
     assert_token_rejected(response)
+
+
+def test_keys_prefetched_at_start_keep_verifying_after_auth_goes_down() -> None:
+    """A service fetches the JWKS while it starts (retrying), not on its first request: a token
+    still verifies if auth died before that request."""
+    import asyncio
+
+    from common.tokens import keys_prefetched
+
+    signer = TestSigner()
+    calls = {"count": 0, "auth_up": False}
+
+    def source() -> dict[str, Any]:
+        calls["count"] += 1
+        if not calls["auth_up"]:
+            raise ConnectionError("auth is starting")
+        return signer.jwks
+
+    verifier = TokenVerifier(source, issuer=signer.issuer, refetch_interval=60)
+
+    async def scenario() -> None:
+        async with keys_prefetched(verifier, interval=0.05):
+            await asyncio.sleep(0.2)  # auth still down: retried, not given up
+            calls["auth_up"] = True
+            for _ in range(100):
+                if verifier.verifies_offline(signer.mint()):
+                    break
+                await asyncio.sleep(0.05)
+        calls["auth_up"] = False  # auth dies before the service's first request
+
+    asyncio.run(scenario())
+    assert calls["count"] >= 2
+    assert verifier.verify(signer.mint(tenant="acme"))["tenant"] == "acme"

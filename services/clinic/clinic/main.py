@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from common.app import create_app as create_service_app
 from common.errors import ServiceUnavailable
-from common.tokens import TokenVerifier, http_jwks_source
+from common.tokens import TokenVerifier, http_jwks_source, keys_prefetched
 from fastapi import FastAPI
 from sqlalchemy import exc as sa_exc
 
@@ -43,14 +43,16 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # One "tenant provisioned" line of ours says it; Alembic's per-step lines are noise.
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        app.state.token_verifier = token_verifier or TokenVerifier(
+        verifier = token_verifier or TokenVerifier(
             http_jwks_source(settings.jwks_url), issuer=settings.jwt_issuer
         )
+        app.state.token_verifier = verifier
         databases = tenant_databases(settings)
         app.state.databases = databases
         await asyncio.to_thread(_provision_default_tenant, databases)
         try:
-            yield
+            async with keys_prefetched(verifier):
+                yield
         finally:
             databases.dispose()
 

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from common.app import create_app as create_service_app
 from common.db import ping
 from common.observability import track_engine
-from common.tokens import TokenVerifier, http_jwks_source
+from common.tokens import TokenVerifier, http_jwks_source, keys_prefetched
 from fastapi import FastAPI
 from sqlmodel import Session
 
@@ -38,11 +38,13 @@ def create_app(
                 domain=settings.default_tenant_domain,
             )
         app.state.engine = engine
-        app.state.token_verifier = token_verifier or TokenVerifier(
+        verifier = token_verifier or TokenVerifier(
             http_jwks_source(settings.jwks_url), issuer=settings.jwt_issuer
         )
+        app.state.token_verifier = verifier
         try:
-            yield
+            async with keys_prefetched(verifier):
+                yield
         finally:
             engine.dispose()
 
