@@ -10,11 +10,10 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
+from common.db import UTCDateTime, utcnow
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BeforeValidator, field_validator
-from sqlalchemy import Column, Dialect, ForeignKey, Index, Integer
-from sqlalchemy import DateTime as SADateTime
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import Column, ForeignKey, Index, Integer
 from sqlmodel import Field, SQLModel
 
 NAME_MAX = 255
@@ -37,36 +36,6 @@ DATETIME_FORMAT_MESSAGE = (
     "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
 )
 NOT_NULL_MESSAGE = "This field may not be null."
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC in Python on both backends.
-
-    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are stored as naive
-    UTC (which keeps string comparisons in ``updated_after`` and date filters correct).
-    """
-
-    impl = SADateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- field rules (ValueError sentences become {"field": ["sentence"]}) ---

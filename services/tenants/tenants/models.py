@@ -5,12 +5,12 @@ the settings (uniqueness, reserved names, immutability) live in ``crud``.
 """
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from common.db import UTCDateTime, utcnow
 from pydantic import field_validator
-from sqlalchemy import DateTime, Dialect, Index, text
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
 
 NAME_MAX_LENGTH = 255
@@ -29,28 +29,6 @@ INVALID_SCHEMA_NAME = (
 INVALID_HOSTNAME = (
     "Enter a valid hostname (such as clinic.example.com): no scheme, port, path or spaces."
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC on both backends (SQLite stores naive values; we store them as UTC)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def clean_name(value: Any) -> Any:
@@ -124,9 +102,9 @@ class Tenant(TenantBase, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
-    deleted_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
     @property
     def is_active(self) -> bool:
