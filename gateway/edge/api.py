@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 from common.errors import NotAuthenticated, ServiceUnavailable, TokenInvalid
-from common.tokens import Principal, TokenVerifier, bearer_token
+from common.tokens import KEYS_NOT_LOADED, KeysUnavailable, Principal, TokenVerifier, bearer_token
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter
@@ -57,6 +57,9 @@ async def verify(request: Request) -> Response:
             claims = await asyncio.to_thread(verifier.verify, token)
     except TokenInvalid as exc:
         TOKEN_CHECKS.labels("denied", _REASONS.get(exc.detail, "invalid")).inc()
+        raise
+    except KeysUnavailable:
+        TOKEN_CHECKS.labels("error", "keys_unavailable").inc()
         raise
     principal = Principal.from_claims(claims)
     tenants: TenantDirectory = request.app.state.tenants
@@ -127,10 +130,11 @@ def health_router(version: str) -> APIRouter:
             )
         )
         services = dict(zip(names, results, strict=True))
+        verifier: TokenVerifier = request.app.state.token_verifier
         keys = (
             {"status": "pass"}
-            if request.app.state.keys_loaded
-            else {"status": "fail", "output": "signing keys (JWKS) not loaded from auth yet"}
+            if verifier.has_keys
+            else {"status": "fail", "output": KEYS_NOT_LOADED}
         )
         healthy = keys["status"] == "pass" and all(r["status"] == "pass" for r in results)
         body = {

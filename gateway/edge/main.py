@@ -1,6 +1,5 @@
 """The edge service: ``uvicorn edge.main:create_app --factory``."""
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -8,7 +7,7 @@ from importlib.metadata import version
 
 import httpx
 from common.app import create_app as create_service_app
-from common.tokens import TokenVerifier, http_jwks_source, prefetch_keys
+from common.tokens import TokenVerifier, http_jwks_source, keys_prefetched
 from fastapi import FastAPI
 
 from edge.api import health_router, router
@@ -18,12 +17,6 @@ from edge.tenants import TenantDirectory
 VERSION = version("dentiapro-gateway")
 
 log = logging.getLogger("dentiapro.edge")
-
-
-async def _prefetch_keys(app: FastAPI, verifier: TokenVerifier, interval: float) -> None:
-    """Until the JWKS is loaded the gateway's /health/ fails: the edge could verify no token."""
-    await prefetch_keys(verifier, interval)
-    app.state.keys_loaded = True
 
 
 def create_app(
@@ -44,14 +37,9 @@ def create_app(
             app.state.tenants = TenantDirectory(
                 client, settings.tenants_url, settings.tenant_cache_seconds
             )
-            app.state.keys_loaded = False
-            prefetch = asyncio.create_task(
-                _prefetch_keys(app, verifier, settings.jwks_refetch_interval)
-            )
-            try:
+            # Until the JWKS is loaded the gateway's /health/ fails: no token could be verified.
+            async with keys_prefetched(verifier, settings.jwks_refetch_interval):
                 yield
-            finally:
-                prefetch.cancel()
 
     app = create_service_app(
         service="edge",

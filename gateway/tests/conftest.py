@@ -15,10 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from common.testing import TestSigner, serve
+from common.testing import JwksServer, TestSigner, serve
 from edge.main import create_app
 from edge.settings import EdgeSettings
-from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import system
@@ -35,25 +34,6 @@ def launcher() -> ModuleType:
 @pytest.fixture(scope="session")
 def signer() -> TestSigner:
     return TestSigner()
-
-
-class JwksServer:
-    """Stands in for auth: its JWKS at /api/auth/jwks/ (mutable: key rotation) and /health/."""
-
-    def __init__(self, signer: TestSigner) -> None:
-        self.jwks: dict[str, Any] = signer.jwks
-        self.app = FastAPI()
-
-        @self.app.get("/api/auth/jwks/")
-        def jwks() -> dict[str, Any]:
-            return self.jwks
-
-        @self.app.get("/health/")
-        def health() -> dict[str, str]:
-            return {"status": "pass"}
-
-    def add_key(self, other: TestSigner) -> None:
-        self.jwks = {"keys": [*self.jwks["keys"], *other.jwks["keys"]]}
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,22 @@ def test_keys_are_fetched_from_auth_at_start_up(
         assert _verify(url, signer.mint()) == 200
 
 
-def test_gateway_health_fails_while_no_key_could_be_loaded(make_edge: Any) -> None:
+def test_gateway_health_fails_while_no_key_could_be_loaded(
+    make_edge: Any, signer: TestSigner
+) -> None:
     with make_edge(real_jwks=True, auth_url=f"http://127.0.0.1:{free_port()}") as url:
         response = httpx.get(f"{url}/health/", timeout=10)
+        # A token that may well be valid is not called invalid: 503, retry shortly.
+        verify = httpx.get(f"{url}/verify/", headers=signer.auth_header(), timeout=10)
+        metrics = httpx.get(f"{url}/metrics/", timeout=10).text
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "fail"
     assert body["checks"]["jwks"]["status"] == "fail"
+    assert verify.status_code == 503
+    assert verify.headers["Retry-After"] == "1"
+    assert "not loaded" in verify.json()["detail"]
+    assert 'edge_token_checks_total{reason="keys_unavailable",result="error"} 1.0' in metrics
 
 
 def test_a_new_signing_key_is_fetched_when_a_token_names_it(

@@ -4,14 +4,16 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import jwt
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
 
 from common.tokens import TokenVerifier
 
@@ -114,3 +116,53 @@ def serve(app: Any, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+class JwksServer:
+    """Stands in for auth: its JWKS at /api/auth/jwks/ (mutable: key rotation) and /health/."""
+
+    def __init__(self, signer: TestSigner) -> None:
+        self.jwks: dict[str, Any] = signer.jwks
+        self.app = FastAPI()
+
+        @self.app.get("/api/auth/jwks/")
+        def jwks() -> dict[str, Any]:
+            return self.jwks
+
+        @self.app.get("/health/")
+        def health() -> dict[str, str]:
+            return {"status": "pass"}
+
+    def add_key(self, other: TestSigner) -> None:
+        self.jwks = {"keys": [*self.jwks["keys"], *other.jwks["keys"]]}
+
+
+def assert_not_ready_until_keys_load(
+    make_app: Callable[[str], Any], signer: TestSigner, protected_path: str, **claims: Any
+) -> None:
+    """A service started while auth is unreachable: /health/ fails on ``jwks`` (the database
+    passing) and a valid token gets 503 + Retry-After, not 401; once auth serves its JWKS
+    (on the address ``make_app`` was given) the service turns ready and the token works.
+
+    ``make_app(auth_url)`` builds the service's app fetching the JWKS from ``auth_url``;
+    ``claims`` shape the token (``is_superuser=True`` for a superuser route).
+    """
+    port = free_port()
+    app = make_app(f"http://127.0.0.1:{port}")
+    with serve(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        health = client.get("/health/")
+        assert health.status_code == 503, health.text
+        assert health.json()["checks"]["jwks"]["status"] == "fail"
+        assert health.json()["checks"]["database"]["status"] == "pass"
+        response = client.get(protected_path, headers=signer.auth_header(**claims))
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] == "1"
+        with serve(JwksServer(signer).app, port=port):
+            deadline = time.monotonic() + 10
+            while client.get("/health/").status_code != 200:
+                assert time.monotonic() < deadline, "keys never loaded"
+                time.sleep(0.1)
+            health = client.get("/health/")
+            assert health.json()["checks"]["jwks"]["status"] == "pass"
+            response = client.get(protected_path, headers=signer.auth_header(**claims))
+            assert response.status_code == 200, response.text

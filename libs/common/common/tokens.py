@@ -21,7 +21,7 @@ import httpx
 import jwt
 from fastapi import Depends, Request
 
-from common.errors import NotAuthenticated, PermissionDenied, TokenInvalid
+from common.errors import NotAuthenticated, PermissionDenied, ServiceUnavailable, TokenInvalid
 
 log = logging.getLogger("dentiapro.tokens")
 
@@ -30,6 +30,20 @@ REQUIRED_CLAIMS = ["exp", "iat", "jti", "sub", "tenant", "token_type", "iss"]
 MAX_CACHED_TOKENS = 50_000
 
 JwksSource = Callable[[], dict[str, Any]]
+
+KEYS_NOT_LOADED = "Signing keys not loaded from auth yet, try again shortly."
+
+
+class KeysUnavailable(ServiceUnavailable):
+    """No key is held yet (auth unreachable since start-up): no token can be judged.
+
+    A 503, not a 401: the token may well be valid, and a client told "invalid" would drop it.
+    """
+
+    default_detail = KEYS_NOT_LOADED
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +98,10 @@ class TokenVerifier:
 
     @classmethod
     def from_jwks(cls, jwks: dict[str, Any], *, issuer: str) -> "TokenVerifier":
-        """A verifier with fixed keys (tests, or a JWKS file)."""
-        return cls(lambda: jwks, issuer=issuer)
+        """A verifier with fixed keys (tests, or a JWKS file), loaded at once."""
+        verifier = cls(lambda: jwks, issuer=issuer)
+        verifier.refresh_keys()
+        return verifier
 
     def refresh_keys(self) -> bool:
         """Fetch the JWKS (at most once per ``refetch_interval``); on failure keep the old keys.
@@ -115,10 +131,20 @@ class TokenVerifier:
                 self._keys = keys
             return bool(self._keys)
 
+    @property
+    def has_keys(self) -> bool:
+        return bool(self._keys)
+
+    def check_keys(self) -> None:
+        """Health check: raises while no signing key is held (nothing would verify)."""
+        if not self._keys:
+            raise KeysUnavailable()
+
     def _key_for(self, kid: str) -> jwt.PyJWK | None:
         key = self._keys.get(kid)
         if key is None:
-            self.refresh_keys()
+            if not self.refresh_keys():
+                raise KeysUnavailable()
             key = self._keys.get(kid)
         return key
 

@@ -254,13 +254,56 @@ def test_keys_are_kept_when_the_jwks_source_returns_no_usable_key(make_app: AppF
         assert client.get("/api/me/", headers=trusted.auth_header(user_id=3)).status_code == 200
 
 
-def test_auth_down_from_the_start_gives_401_not_500(make_app: AppFactory) -> None:
+def assert_keys_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.json() == {
+        "detail": "Signing keys not loaded from auth yet, try again shortly."
+    }
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_auth_down_from_the_start_gives_503_not_401(make_app: AppFactory) -> None:
+    """No key held: the token may be valid, so it is not called invalid (a client would drop it)."""
     source = JwksSource(TestSigner())
     source.down = True
     verifier = TokenVerifier(source, issuer=TEST_ISSUER, refetch_interval=0)
     with serve(make_app(token_verifier=verifier)) as url:
         response = httpx.get(f"{url}/api/me/", headers=source.signers[0].auth_header())
-    assert_token_rejected(response)
+    assert_keys_unavailable(response)
+
+
+def test_a_token_racing_the_first_jwks_fetch_gets_503_then_verifies(make_app: AppFactory) -> None:
+    """The start-up race CI once hit: the prefetch failed (auth not up yet) a moment ago, so the
+    rate limit holds back a refetch; the request is told to retry, and a retry succeeds."""
+    signer = TestSigner()
+    source = JwksSource(signer)
+    source.down = True
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, refetch_interval=60)
+    assert not verifier.refresh_keys()  # the prefetch's failed attempt
+    source.down = False  # auth is up now, but the next fetch may only come a second later
+    with serve(make_app(token_verifier=verifier)) as url, httpx.Client(base_url=url) as client:
+        assert_keys_unavailable(client.get("/api/me/", headers=signer.auth_header()))
+        assert source.calls == 1
+        time.sleep(1.05)
+        assert client.get("/api/me/", headers=signer.auth_header()).status_code == 200
+    assert source.calls == 2
+
+
+def test_check_keys_fails_until_a_key_is_held() -> None:
+    from common.tokens import KeysUnavailable
+
+    signer = TestSigner()
+    source = JwksSource(signer)
+    source.down = True
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, refetch_interval=0)
+    with pytest.raises(KeysUnavailable):
+        verifier.check_keys()
+    source.down = False
+    assert verifier.refresh_keys()
+    verifier.check_keys()
+    source.down = True
+    assert verifier.refresh_keys()  # auth gone again: the held keys stay
+    verifier.check_keys()
 
 
 def test_keys_prefetched_at_start_keep_verifying_after_auth_goes_down() -> None:

@@ -34,6 +34,12 @@ def _provision_default_tenant(databases: TenantDatabases) -> None:
         log.warning("default tenant not provisioned at start-up: %s", type(exc).__name__)
 
 
+def _check_keys(app: FastAPI) -> None:
+    # Without the JWKS no token verifies: not ready until it is loaded from auth.
+    verifier: TokenVerifier = app.state.token_verifier
+    verifier.check_keys()
+
+
 def create_app(
     settings: ClinicSettings | None = None, *, token_verifier: TokenVerifier | None = None
 ) -> FastAPI:
@@ -62,5 +68,5 @@ def create_app(
         settings=settings,
         routers=[cabinets.router, patients.router, consultations.router],
         lifespan=lifespan,
-        health_checks={"database": _check_database},
+        health_checks={"database": _check_database, "jwks": _check_keys},
     )

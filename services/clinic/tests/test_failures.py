@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from common.testing import TestSigner
+from clinic.main import create_app
+from common.testing import TestSigner, assert_not_ready_until_keys_load
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -261,3 +262,13 @@ def test_database_errors_hide_bound_values(
     assert "SQL parameters hidden" in message
     if backend == "sqlite":
         assert "Ada Lovelace" not in message
+
+
+def test_not_ready_until_the_signing_keys_load_from_auth(
+    shared_database_url: str, signer: TestSigner, make_settings: Callable[[str], Any]
+) -> None:
+    def make_app(auth_url: str) -> Any:
+        settings = make_settings(shared_database_url).model_copy(update={"auth_url": auth_url})
+        return create_app(settings)
+
+    assert_not_ready_until_keys_load(make_app, signer, "/api/patients/")

@@ -20,6 +20,12 @@ def _database_check(app: FastAPI) -> None:
     ping(app.state.engine)
 
 
+def _check_keys(app: FastAPI) -> None:
+    # Without the JWKS no token verifies: not ready until it is loaded from auth.
+    verifier: TokenVerifier = app.state.token_verifier
+    verifier.check_keys()
+
+
 def create_app(
     settings: TenantsSettings | None = None, *, token_verifier: TokenVerifier | None = None
 ) -> FastAPI:
@@ -54,5 +60,5 @@ def create_app(
         settings=settings,
         routers=[tenants.router, internal.router],
         lifespan=lifespan,
-        health_checks={"database": _database_check},
+        health_checks={"database": _database_check, "jwks": _check_keys},
     )

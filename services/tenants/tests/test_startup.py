@@ -14,7 +14,7 @@ from common.pytest_plugin import (
     drop_postgres_database,
     require_postgres,
 )
-from common.testing import TestSigner, serve
+from common.testing import TestSigner, assert_not_ready_until_keys_load, serve
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import inspect, text
 from sqlmodel import Session, col, select
@@ -206,3 +206,14 @@ def test_postgresql_gone_gives_503_and_health_fails(
         resolve = httpx.get(f"{base}/internal/tenants/resolve/", params={"schema_name": "public"})
         assert resolve.status_code == 503
         assert "Traceback" not in resolve.text
+
+
+def test_not_ready_until_the_signing_keys_load_from_auth(
+    database_url: DatabaseUrlFactory, make_settings: SettingsFactory
+) -> None:
+    superuser = TestSigner()
+
+    def make_app(auth_url: str) -> Any:
+        return create_app(make_settings(database_url=database_url("tenants"), auth_url=auth_url))
+
+    assert_not_ready_until_keys_load(make_app, superuser, "/api/tenants/", is_superuser=True)
