@@ -369,18 +369,19 @@ def _parse_exposition(text: str) -> dict[str, set[str] | None]:
 
 
 def _traefik_metrics(traefik: TraefikProcess) -> dict[str, set[str] | None]:
-    # Requests through every kind of router, so their labelled series exist.
-    for path in ("/health/", "/api/auth/jwks/", "/api/patients/", "/api/tenants/", "/nowhere"):
-        traefik.get(traefik.gateway_url + path, timeout=10)
     metrics: dict[str, set[str] | None] = {}
 
-    def health_checked() -> bool:
+    def exported() -> bool:
         nonlocal metrics
+        # Requests through every kind of router, so their labelled series exist. Sent again
+        # on each try: Traefik may answer before its file provider has loaded the routes.
+        for path in ("/health/", "/api/auth/jwks/", "/api/patients/", "/api/tenants/", "/nowhere"):
+            traefik.get(traefik.gateway_url + path, timeout=10)
         metrics = _parse_exposition(traefik.get(traefik.gateway_url + "/metrics/").text)
-        return "traefik_service_server_up" in metrics
+        # The gauge appears once a health check has run (its interval is 5 s).
+        return {"traefik_router_requests_total", "traefik_service_server_up"} <= metrics.keys()
 
-    # The gauge appears once a health check has run (its interval is 5 s).
-    _wait_until(health_checked, 15, "traefik_service_server_up", traefik.log)
+    _wait_until(exported, 30, "traefik router metrics and traefik_service_server_up", traefik.log)
     return metrics
 
 
