@@ -1,4 +1,4 @@
-"""The edge's routes: ForwardAuth ``/verify/``, the gateway's ``/health/`` and JSON error pages."""
+"""The edge's routes: the gateway's ``/health/`` and JSON error pages (``/verify/``: verify.py)."""
 
 import asyncio
 import time
@@ -6,25 +6,11 @@ from http import HTTPStatus
 from typing import Any
 
 import httpx
-from common.errors import NotAuthenticated, ServiceUnavailable, TokenInvalid
-from common.tokens import KEYS_NOT_LOADED, KeysUnavailable, Principal, TokenVerifier, bearer_token
+from common.tokens import KEYS_NOT_LOADED, TokenVerifier
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import Counter
+from fastapi.responses import JSONResponse
 
 from edge.settings import EdgeSettings
-from edge.tenants import TenantDirectory, TenantsUnavailable
-
-TOKEN_CHECKS = Counter(
-    "edge_token_checks_total",
-    "ForwardAuth token checks by result (ok, denied, error) and reason.",
-    ["result", "reason"],
-)
-
-# TokenVerifier's messages for the failures worth telling apart in metrics.
-_REASONS = {"Token is expired": "expired", "Token has wrong type": "wrong_type"}
-INACTIVE_TENANT = "Token's tenant is no longer active."
-TENANTS_UNAVAILABLE = "Tenant registry unavailable, try again shortly."
 
 # Bodies of the errors Traefik itself produces (no healthy server, timeout, too large, ...).
 ERROR_DETAILS = {
@@ -40,46 +26,6 @@ RETRY_AFTER = {429: "1", 503: "5"}
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 router = APIRouter()
-
-
-@router.get("/verify/", summary="ForwardAuth: is this request's access token valid?")
-async def verify(request: Request) -> Response:
-    """200 with X-User-Id and X-Tenant for a valid access token of an active tenant, else 401."""
-    token = bearer_token(request)
-    if token is None:
-        TOKEN_CHECKS.labels("denied", "missing").inc()
-        raise NotAuthenticated()
-    verifier: TokenVerifier = request.app.state.token_verifier
-    try:
-        if verifier.verifies_offline(token):
-            claims = verifier.verify(token)
-        else:  # the JWKS fetch is blocking I/O: keep it off the event loop
-            claims = await asyncio.to_thread(verifier.verify, token)
-    except TokenInvalid as exc:
-        TOKEN_CHECKS.labels("denied", _REASONS.get(exc.detail, "invalid")).inc()
-        raise
-    except KeysUnavailable:
-        TOKEN_CHECKS.labels("error", "keys_unavailable").inc()
-        raise
-    principal = Principal.from_claims(claims)
-    tenants: TenantDirectory = request.app.state.tenants
-    try:
-        active = await tenants.is_active(principal.tenant)
-    except TenantsUnavailable as exc:
-        TOKEN_CHECKS.labels("error", "tenants_unavailable").inc()
-        raise ServiceUnavailable(TENANTS_UNAVAILABLE) from exc
-    if not active:
-        TOKEN_CHECKS.labels("denied", "inactive_tenant").inc()
-        raise TokenInvalid(INACTIVE_TENANT)
-    TOKEN_CHECKS.labels("ok", "valid").inc()
-    # No access line for a granted check: the service behind logs this request (with the
-    # same request id); denials and errors are still logged here.
-    request.state.access_log = False
-    # X-Request-ID (the client's, or a new one) is added by the observability middleware.
-    return Response(
-        status_code=200,
-        headers={"X-User-Id": str(principal.user_id), "X-Tenant": principal.tenant},
-    )
 
 
 @router.api_route(

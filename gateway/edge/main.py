@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from edge.api import health_router, router
 from edge.settings import EdgeSettings
 from edge.tenants import TenantDirectory
+from edge.verify import VerifyEndpoint
 
 VERSION = version("dentiapro-gateway")
 
@@ -48,6 +49,7 @@ def create_app(
         routers=[router],
         lifespan=lifespan,
         health=health_router(VERSION),
+        middleware=[VerifyEndpoint],
     )
     app.state.token_verifier = verifier
     return app

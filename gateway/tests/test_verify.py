@@ -221,3 +221,23 @@ def test_recent_tenant_answer_is_used_while_the_tenants_service_is_down(
     finally:
         if running:
             tenants.__exit__(None, None, None)
+
+
+def test_verify_is_served_ahead_of_the_router_with_request_id_metrics_and_any_method(
+    edge_url: str, signer: TestSigner
+) -> None:
+    """/verify/ is a bare ASGI endpoint: it must keep what the middlewares give every route."""
+    token = signer.mint(user_id=5, tenant="public")
+    no_slash = httpx.get(f"{edge_url}/verify", headers={"Authorization": f"Bearer {token}"})
+    assert no_slash.status_code == 200
+    assert len(no_slash.headers["x-request-id"]) == 32
+    # ForwardAuth sends GET, but the check does not depend on the method.
+    posted = httpx.post(f"{edge_url}/verify/", headers={"Authorization": f"Bearer {token}"})
+    assert posted.status_code == 200
+    assert posted.headers["x-user-id"] == "5"
+    denied = httpx.post(f"{edge_url}/verify/")
+    assert denied.status_code == 401
+    assert denied.json() == {"detail": "Authentication credentials were not provided."}
+    metrics = httpx.get(f"{edge_url}/metrics/", timeout=10).text
+    assert 'http_requests_total{method="GET",route="/verify/",status="200"}' in metrics
+    assert 'http_requests_total{method="POST",route="/verify/",status="401"}' in metrics

@@ -76,13 +76,16 @@ def create_app(
     lifespan: Lifespan | None = None,
     health_checks: Mapping[str, HealthCheck] | None = None,
     health: APIRouter | None = None,
+    middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
 ) -> FastAPI:
     """A FastAPI app wired the way every DentiaPro service is.
 
     ``lifespan`` creates the service's engines and clients on ``app.state`` and closes them;
     ``health_checks`` are run by ``/health/`` concurrently, each within the settings' timeout;
     ``health`` replaces the standard ``/health/`` routes altogether (a process whose readiness
-    is not its own, like the edge that aggregates the services behind the gateway).
+    is not its own, like the edge that aggregates the services behind the gateway);
+    ``middleware`` (pure ASGI, outermost first) runs inside the observability and request-shape
+    middlewares, just before FastAPI's router: an endpoint too hot for the router lives there.
     """
 
     @asynccontextmanager
@@ -120,6 +123,8 @@ def create_app(
     app.include_router(metrics_router())
     for router in routers:
         app.include_router(router)
+    for inner in reversed(middleware):
+        app.add_middleware(inner)
     app.add_middleware(RequestShapeMiddleware)
     app.add_middleware(ObservabilityMiddleware)
     return app
