@@ -39,7 +39,10 @@ def create_app(
                 client, settings.tenants_url, settings.tenant_cache_seconds
             )
             # Until the JWKS is loaded the gateway's /health/ fails: no token could be verified.
-            async with keys_prefetched(verifier, settings.jwks_refetch_interval):
+            async with (
+                keys_prefetched(verifier, settings.jwks_refetch_interval),
+                app.state.tenants.refreshing(),
+            ):
                 yield
 
     app = create_service_app(

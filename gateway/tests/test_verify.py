@@ -5,6 +5,8 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -38,6 +40,38 @@ def _token_checks(url: str) -> dict[tuple[str, str], float]:
                 if sample.name == "edge_token_checks_total":
                     counts[(sample.labels["result"], sample.labels["reason"])] = sample.value
     return counts
+
+
+def _resolve_calls(tenants_url: str) -> float:
+    """Single lookups the tenants service has answered, whatever their status code."""
+    text = httpx.get(f"{tenants_url}/metrics/", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "http_requests_total"
+        and sample.labels.get("route") == "/internal/tenants/resolve/"
+    )
+
+
+def _create_tenant(tenants_url: str, headers: dict[str, str]) -> dict[str, Any]:
+    schema = f"t{uuid.uuid4().hex[:12]}"
+    created = httpx.post(
+        f"{tenants_url}/api/tenants/",
+        json={"name": schema, "schema_name": schema, "domain_url": f"{schema}.example.com"},
+        headers=headers,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    tenant: dict[str, Any] = created.json()
+    return tenant
+
+
+def _delete_tenant(tenants_url: str, headers: dict[str, str], tenant: dict[str, Any]) -> None:
+    deleted = httpx.delete(
+        f"{tenants_url}/api/tenants/{tenant['id']}/", headers=headers, timeout=10
+    )
+    assert deleted.status_code == 204, deleted.text
 
 
 def _assert_token_not_valid(response: httpx.Response) -> None:
@@ -160,9 +194,8 @@ def test_deleted_tenant_is_refused_once_the_cached_answer_expires(
             timeout=10,
         )
         assert deleted.status_code == 204
-        # Within the cache lifetime the earlier answer stands ...
-        assert _verify(url, token).status_code == 200
-        # ... and after it the tenant's tokens stop working.
+        # The earlier answer may stand (or a refresh may already have replaced it) until it
+        # is a cache lifetime old; after that the tenant's tokens stop working.
         time.sleep(1.1)
         _assert_token_not_valid(_verify(url, token))
 
@@ -241,3 +274,65 @@ def test_verify_is_served_ahead_of_the_router_with_request_id_metrics_and_any_me
     metrics = httpx.get(f"{edge_url}/metrics/", timeout=10).text
     assert 'http_requests_total{method="GET",route="/verify/",status="200"}' in metrics
     assert 'http_requests_total{method="POST",route="/verify/",status="401"}' in metrics
+
+
+def test_tenants_known_at_the_last_refresh_need_no_single_lookup(
+    make_edge: Any, signer: TestSigner, tenants_url: str, superuser_headers: dict[str, str]
+) -> None:
+    live = [_create_tenant(tenants_url, superuser_headers)["schema_name"] for _ in range(5)]
+    gone = _create_tenant(tenants_url, superuser_headers)
+    _delete_tenant(tenants_url, superuser_headers, gone)
+    with make_edge() as url:  # the edge refreshes every tenant's status before it serves
+        before = _resolve_calls(tenants_url)
+        for schema in live:
+            assert _verify(url, signer.mint(tenant=schema)).status_code == 200, schema
+        _assert_token_not_valid(_verify(url, signer.mint(tenant=gone["schema_name"])))
+        assert _resolve_calls(tenants_url) == before
+        # A tenant created since the refresh is looked up on its own, once.
+        newcomer = _create_tenant(tenants_url, superuser_headers)["schema_name"]
+        for _ in range(3):
+            assert _verify(url, signer.mint(tenant=newcomer)).status_code == 200
+        assert _resolve_calls(tenants_url) == before + 1
+
+
+@pytest.fixture
+def stoppable_tenants(signer: TestSigner, tmp_path: Any) -> Iterator[tuple[str, Any]]:
+    """The real tenants app on its own uvicorn (in a thread: a test may stop it midway);
+    yields its URL and a function that stops it."""
+    from tenants.main import create_app as create_tenants_app
+    from tenants.settings import TenantsSettings
+
+    tenants_app = create_tenants_app(
+        TenantsSettings(data_dir=tmp_path), token_verifier=signer.verifier()
+    )
+    server = serve(tenants_app)
+    url = server.__enter__()
+    running = True
+
+    def stop() -> None:
+        nonlocal running
+        if running:
+            running = False
+            server.__exit__(None, None, None)
+
+    try:
+        yield url, stop
+    finally:
+        stop()
+
+
+def test_refreshed_answers_are_kept_when_a_refresh_fails(
+    make_edge: Any,
+    signer: TestSigner,
+    stoppable_tenants: tuple[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tenants_url, stop_tenants = stoppable_tenants
+    with make_edge(tenants_url=tenants_url, tenant_cache_seconds=0.4) as url:
+        stop_tenants()  # "public" was only ever seen by the refresh at start-up
+        time.sleep(0.6)  # refreshes (every 0.2 s) fail; the answer is past its cache lifetime
+        assert _verify(url, signer.mint(tenant="public")).status_code == 200
+        assert _verify(url, signer.mint(tenant="neverseen")).status_code == 503
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "refresh failed" in line]
+    assert warnings
+    assert not any("public" in line for line in warnings)

@@ -136,6 +136,15 @@ def get_tenant_by_schema_name(*, session: Session, schema_name: str) -> Tenant |
     return session.exec(select(Tenant).where(Tenant.schema_name == schema_name)).first()
 
 
+def tenant_statuses(*, session: Session) -> dict[str, bool]:
+    """Every tenant, live or deleted, as schema_name → is_active: the edge's bulk refresh.
+
+    Two columns, no ORM objects: every edge replica asks for the whole registry every ~15 s.
+    """
+    statement = select(Tenant.schema_name, col(Tenant.deleted_at).is_(None))
+    return {schema_name: bool(active) for schema_name, active in session.exec(statement)}
+
+
 def get_tenant_by_domain(*, session: Session, domain: str) -> Tenant | None:
     """The live tenant serving ``domain`` (a Host header value: any ``:port`` is ignored)."""
     host = normalize_hostname(domain).rstrip(".")

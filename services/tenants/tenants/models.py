@@ -164,3 +164,9 @@ class TenantResolution(SQLModel):
     schema_name: str
     domain_url: str
     is_active: bool
+
+
+class TenantStatuses(SQLModel):
+    """Every tenant's ``is_active`` by schema_name (live and deleted): the edge's bulk refresh."""
+
+    tenants: dict[str, bool]

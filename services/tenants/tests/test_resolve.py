@@ -113,3 +113,39 @@ def test_resolve_needs_exactly_one_parameter(
 def test_resolve_without_trailing_slash(anonymous: httpx.Client) -> None:
     response = anonymous.get("/internal/tenants/resolve", params={"schema_name": "public"})
     assert response.status_code == 200
+
+
+def statuses(client: httpx.Client) -> dict[str, bool]:
+    response = client.get("/internal/tenants/status/")
+    assert response.status_code == 200, response.text
+    assert set(response.json()) == {"tenants"}
+    tenants: dict[str, bool] = response.json()["tenants"]
+    return tenants
+
+
+def test_status_lists_created_tenants_as_active(
+    anonymous: httpx.Client, new_tenant: TenantFactory
+) -> None:
+    created = [new_tenant()["schema_name"] for _ in range(3)]
+    tenants = statuses(anonymous)
+    assert {schema: tenants.get(schema) for schema in created} == dict.fromkeys(created, True)
+
+
+def test_status_lists_a_deleted_tenant_as_inactive(
+    api: httpx.Client, anonymous: httpx.Client, new_tenant: TenantFactory
+) -> None:
+    kept, deleted = new_tenant(), new_tenant()
+    assert api.delete(f"/api/tenants/{deleted['id']}/").status_code == 204
+    tenants = statuses(anonymous)
+    assert tenants[kept["schema_name"]] is True
+    assert tenants[deleted["schema_name"]] is False
+
+
+def test_status_includes_the_default_tenant(anonymous: httpx.Client) -> None:
+    assert statuses(anonymous)["public"] is True
+
+
+def test_status_needs_no_token_and_no_trailing_slash(anonymous: httpx.Client) -> None:
+    response = anonymous.get("/internal/tenants/status")
+    assert response.status_code == 200
+    assert response.json()["tenants"]["public"] is True

@@ -1,7 +1,8 @@
-"""``/internal/tenants/resolve/``: tenant lookup for auth and the edge.
+"""``/internal/tenants/resolve/`` and ``/status/``: tenant lookups for auth and the edge.
 
 No token: the gateway routes no ``/internal/`` path, so only processes on the internal network
-(auth on register and login, the edge on uncached tokens) reach it. One indexed query.
+(auth on register and login, the edge on uncached tokens and its periodic refresh) reach them.
+One query each.
 """
 
 from common.db import SessionDep
@@ -9,7 +10,7 @@ from common.errors import NotFound, ValidationFailed
 from fastapi import APIRouter
 
 from tenants import crud
-from tenants.models import TenantResolution
+from tenants.models import TenantResolution, TenantStatuses
 
 router = APIRouter(prefix="/internal/tenants", tags=["internal"])
 
@@ -39,3 +40,10 @@ def resolve_tenant(
         domain_url=tenant.domain_url,
         is_active=tenant.is_active,
     )
+
+
+@router.get("/status/")
+def tenant_statuses(session: SessionDep) -> TenantStatuses:
+    """Every tenant (live or deleted) as schema_name → is_active: one request per edge refresh
+    instead of one resolve per tenant."""
+    return TenantStatuses(tenants=crud.tenant_statuses(session=session))
