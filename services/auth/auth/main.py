@@ -25,6 +25,7 @@ def _start(app: FastAPI, settings: AuthSettings) -> None:
         time_cost=settings.argon2_time_cost,
         memory_cost=settings.argon2_memory_cost,
         parallelism=settings.argon2_parallelism,
+        max_concurrent=settings.argon2_max_concurrent,
     )
     engine = create_engine(settings)
     track_engine(engine)
@@ -63,6 +64,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
                 yield
         finally:
             app.state.engine.dispose()
+            app.state.hasher.close()
 
     return create_service_app(
         service="auth",

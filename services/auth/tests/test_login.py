@@ -3,6 +3,7 @@
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import jwt
@@ -158,6 +159,39 @@ def test_unknown_user_costs_the_same_argon2_work_as_a_known_one(
         known.append(timed("ivan"))
         unknown.append(timed("nobody"))
     assert statistics.median(unknown) > statistics.median(known) * 0.5, (known, unknown)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_login_burst_hashes_at_most_max_concurrent_at_once(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    """Each hash allocates its memory cost: twelve logins at once must not hold twelve."""
+    memory_mib = 32
+    client = start_auth(
+        argon2_time_cost=1,
+        argon2_memory_cost=memory_mib * 1024,
+        argon2_parallelism=1,
+        argon2_max_concurrent=1,
+    )
+    make_user("burst")  # hashed cheaply; the login verifies, then rehashes at the real cost
+    assert _login(client, "burst", password).status_code == 200
+    baseline = _rss_mib()
+    peak = baseline
+    with ThreadPoolExecutor(12) as pool:
+        logins = [pool.submit(_login, client, "burst", password) for _ in range(12)]
+        while not all(login.done() for login in logins):
+            peak = max(peak, _rss_mib())
+            time.sleep(0.005)
+        assert {login.result().status_code for login in logins} == {200}
+    # One hash at a time: one memory cost on top (plus slack), not twelve (384 MiB).
+    assert peak - baseline < 2.5 * memory_mib, (baseline, peak)
 
 
 def test_passwords_are_stored_as_argon2id_and_rehashed_when_the_cost_changes(
