@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from common.errors import Conflict, ValidationFailed
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, Select, false, func, literal_column, select
+from sqlalchemy import ColumnElement, Row, Select, false, func, inspect, literal_column, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlmodel import Session, SQLModel
@@ -124,18 +124,25 @@ def _ordering(model: type[SQLModel], ordering: str) -> list[ColumnElement[Any]]:
     return clauses
 
 
+def _columns(model: type[SQLModel]) -> list[InstrumentedAttribute[Any]]:
+    """Every mapped column, labelled by attribute name (``patient``, not ``patient_id``)."""
+    return [_column(model, attribute.key) for attribute in inspect(model).column_attrs]
+
+
 def _list(
     session: Session,
     model: type[Record],
     filters: ListFilters,
     conditions: Sequence[ColumnElement[bool]],
     page: PageRequest,
-) -> PageResult[Record]:
+) -> PageResult[Row[Any]]:
     where = [*conditions, *search_conditions(model, filters.search)]
     if filters.updated_after is not None:
         where.append(_column(model, "updated_at") >= filters.updated_after)
-    # The count uses exactly the same filters as the page.
-    rows: Select[Record] = select(model).where(*where)
+    # The count uses exactly the same filters as the page. The page selects the columns, not
+    # the entity: rows are only serialised, and building 50 ORM instances per page (identity
+    # map, instrumentation) was a fifth of clinic's CPU on lists.
+    rows: Select[Any] = select(*_columns(model)).where(*where)
     rows = rows.order_by(*_ordering(model, filters.ordering))
     count: Select[int] = select(func.count()).select_from(model).where(*where)
     return paginate(session, rows, count, page)
@@ -143,13 +150,13 @@ def _list(
 
 def list_cabinets(
     *, session: Session, filters: ListFilters, page: PageRequest
-) -> PageResult[Cabinet]:
+) -> PageResult[Row[Any]]:
     return _list(session, Cabinet, filters, [], page)
 
 
 def list_patients(
     *, session: Session, filters: ListFilters, page: PageRequest
-) -> PageResult[Patient]:
+) -> PageResult[Row[Any]]:
     return _list(session, Patient, filters, [], page)
 
 
@@ -164,7 +171,7 @@ def _day_start(value: date) -> datetime:
 
 def list_consultations(
     *, session: Session, filters: ConsultationFilters, page: PageRequest
-) -> PageResult[Consultation]:
+) -> PageResult[Row[Any]]:
     conditions: list[ColumnElement[bool]] = []
     if filters.patient is not None:
         conditions.append(_id_equals(_column(Consultation, "patient"), filters.patient))

@@ -11,12 +11,12 @@ from typing import Any, Generic, TypeVar
 
 from common.pagination import INVALID_PAGE, Page, PageDep, PageRequest
 from pydantic import BaseModel
-from sqlalchemy import Select
+from sqlalchemy import Row, Select
 from sqlmodel import Session
 
 __all__ = ["INVALID_PAGE", "PageDep", "PageRequest", "PageResult", "Paginated", "paginate"]
 
-Row = TypeVar("Row")
+Item = TypeVar("Item")
 Public = TypeVar("Public", bound=BaseModel)
 
 # The envelope, under the name the clinic's OpenAPI document has always used.
@@ -24,20 +24,20 @@ Paginated = Page
 
 
 @dataclass(frozen=True, slots=True)
-class PageResult(Generic[Row]):
+class PageResult(Generic[Item]):
     count: int
     number: int
-    rows: Sequence[Row]
+    rows: Sequence[Item]
 
 
 def paginate(
-    session: Session, rows: Select[Row], count: Select[int], page: PageRequest
-) -> PageResult[Row]:
+    session: Session, rows: Select[Any], count: Select[int], page: PageRequest
+) -> PageResult[Row[Any]]:
     """Run ``count`` (same filters as ``rows``), check the page, fetch that page of ``rows``."""
     total = session.execute(count).scalar_one()
     number = page.number(total)
-    found = session.execute(rows.offset(page.offset(number)).limit(page.size)).scalars()
-    return PageResult(count=total, number=number, rows=list(found))
+    found = session.execute(rows.offset(page.offset(number)).limit(page.size))
+    return PageResult(count=total, number=number, rows=found.all())
 
 
 def page_of(page: PageRequest, result: PageResult[Any], public: type[Public]) -> Page[Public]:
