@@ -19,13 +19,16 @@ EXPECTED_ROUTERS = {
     "auth-public",
     "auth-protected",
     "clinic",
+    "clinic-write",
     "tenants",
+    "tenants-write",
     "health",
     "metrics",
     "not-found",
 }
 EXPECTED_MIDDLEWARES = {
     "protected",
+    "protected-body",
     "auth-public",
     "auth-protected",
     "verify-token",
@@ -130,8 +133,12 @@ def test_every_middleware_and_service_is_enabled_without_errors(gateway: Gateway
 
 def test_protected_routers_use_forward_auth_to_the_edge(gateway: Gateway) -> None:
     routers = gateway.file_objects("routers")
-    for name in ("clinic", "tenants", "auth-protected"):
-        assert routers[name]["middlewares"][0] in {"protected@file", "auth-protected@file"}
+    for name in ("clinic", "clinic-write", "tenants", "tenants-write", "auth-protected"):
+        assert routers[name]["middlewares"][0] in {
+            "protected@file",
+            "protected-body@file",
+            "auth-protected@file",
+        }
     verify = gateway.file_objects("middlewares")["verify-token"]["forwardAuth"]
     edge = gateway.processes.env["EDGE_URL"]
     assert verify["address"] == f"{edge}/verify/"
