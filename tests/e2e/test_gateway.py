@@ -36,6 +36,32 @@ def test_body_over_one_mib_is_a_json_413(api: Any, gateway: httpx.Client) -> Non
     assert response.json() == {"detail": "Request body too large (limit 1 MiB)."}
 
 
+def test_put_over_one_mib_is_a_json_413_and_reads_are_not_buffered(
+    api: Any, gateway: httpx.Client
+) -> None:
+    """Writes pass the body limit on their own router; GET and HEAD skip the buffering."""
+    _, headers = api.tenant_admin(api.create_tenant())
+    created = gateway.post(
+        "/api/patients/",
+        json={"name": "Ada Lovelace", "birthdate": "1990-01-01", "contact_number": "0123456"},
+        headers=headers,
+    )
+    assert created.status_code == 201
+    path = f"/api/patients/{created.json()['id']}/"
+    body = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    response = gateway.put(
+        path, content=body, headers={**headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large (limit 1 MiB)."}
+    get = gateway.get(path, headers=headers)
+    head = gateway.head(path, headers=headers)
+    assert get.status_code == head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert gateway.head(path).status_code == 401  # still behind ForwardAuth
+
+
 def test_request_id_from_the_client_is_echoed(api: Any, gateway: httpx.Client) -> None:
     _, headers = api.tenant_admin(api.create_tenant())
     request_id = f"e2e-{uuid.uuid4().hex}"

@@ -21,7 +21,8 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class RequestShapeMiddleware:
-    """Serves ``/x`` exactly like ``/x/`` (no redirect) and refuses non-JSON bodies with 415."""
+    """Serves ``/x`` exactly like ``/x/`` (no redirect), ``HEAD`` like ``GET`` without the body,
+    and refuses non-JSON bodies with 415."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -31,6 +32,10 @@ class RequestShapeMiddleware:
             path: str = scope["path"]
             if not path.endswith("/"):
                 scope["path"] = path + "/"
+            if scope["method"] == "HEAD":
+                # Routes are declared for GET. The app sees a GET in a copy of the scope; the
+                # server keeps the original (HEAD) and sends the headers without the body.
+                scope = {**scope, "method": "GET"}
             if scope["method"] in BODY_METHODS and not self._json_or_empty(scope):
                 response = Response(
                     content=b'{"detail":"Unsupported media type in request. Use application/json."}',

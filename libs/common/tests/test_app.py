@@ -26,6 +26,19 @@ def test_post_without_trailing_slash_is_served_identically(client: httpx.Client)
     )
 
 
+def test_head_is_answered_like_get_without_a_body(client: httpx.Client) -> None:
+    get = client.get("/api/items/7/")
+    head = client.head("/api/items/7/")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert "x-request-id" in head.headers
+    # Only GET routes answer HEAD: a POST-only route still says 405, and unknown paths 404.
+    assert client.head("/api/items/").status_code == 405
+    assert client.head("/api/nowhere/").status_code == 404
+
+
 def test_query_string_survives_the_missing_slash(client: httpx.Client) -> None:
     response = client.get("/api/items/7", params={"x": "1"})
     assert response.status_code == 200
