@@ -178,9 +178,16 @@ def alembic_config(script_location: Path, url: str) -> Config:
     return config
 
 
-def upgrade(script_location: Path, engine: Engine, revision: str = "head") -> None:
-    """Apply a service's migrations to ``engine``'s database (idempotent)."""
+def upgrade(script_location: Path, engine: Engine, *, lock_key: int) -> None:
+    """Apply a service's migrations to ``engine``'s database (idempotent).
+
+    On PostgreSQL the upgrade runs under ``pg_advisory_xact_lock(lock_key)``: replicas that
+    start together take turns instead of racing to create the same tables. ``lock_key`` is
+    any constant of the service's own.
+    """
     config = alembic_config(script_location, engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        command.upgrade(config, "head")

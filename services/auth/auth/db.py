@@ -1,8 +1,8 @@
 """The auth database: its engine and its migrations (run by ``make migrate`` and at start-up)."""
 
-from alembic import command
-from common.db import alembic_config, create_db_engine, migrations_dir
-from sqlalchemy import Engine, text
+from common.db import create_db_engine, migrations_dir
+from common.db import upgrade as migrate_database
+from sqlalchemy import Engine
 
 from auth.settings import AuthSettings
 
@@ -21,14 +21,7 @@ def create_engine(settings: AuthSettings) -> Engine:
 
 def upgrade(engine: Engine) -> None:
     """Bring ``engine``'s database to the newest revision; safe when replicas start together."""
-    config = alembic_config(
-        migrations_dir(__file__), engine.url.render_as_string(hide_password=False)
-    )
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    migrate_database(migrations_dir(__file__), engine, lock_key=MIGRATION_LOCK_ID)
 
 
 def migrate(settings: AuthSettings) -> None:

@@ -1,8 +1,7 @@
 """The tenants database: engine and Alembic migrations (``make migrate`` and start-up)."""
 
-from alembic import command
-from common.db import alembic_config, create_db_engine, migrations_dir
-from sqlalchemy import Engine, text
+from common.db import create_db_engine, migrations_dir, upgrade
+from sqlalchemy import Engine
 
 from tenants.settings import TenantsSettings
 
@@ -24,13 +23,6 @@ def migrate(settings: TenantsSettings) -> None:
     """Bring the tenants database to the latest revision (idempotent, safe across replicas)."""
     engine = create_db_engine(settings.database_url, pool_size=1, max_overflow=0)
     try:
-        config = alembic_config(MIGRATIONS, settings.database_url)
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                )
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        upgrade(MIGRATIONS, engine, lock_key=MIGRATION_LOCK_KEY)
     finally:
         engine.dispose()
