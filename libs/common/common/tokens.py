@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -71,17 +71,29 @@ class Principal:
         )
 
 
-def http_jwks_source(url: str, timeout: float = 3.0) -> JwksSource:
-    """Fetch the JWKS from the auth service over HTTP."""
-    client = httpx.Client(timeout=timeout)
+class HttpJwksSource:
+    """Fetches the JWKS from the auth service over HTTP, on one kept-alive client."""
 
-    def fetch() -> dict[str, Any]:
-        response = client.get(url)
+    def __init__(self, url: str, timeout: float = 3.0) -> None:
+        self._url = url
+        self._client = httpx.Client(timeout=timeout)
+
+    def __call__(self) -> dict[str, Any]:
+        response = self._client.get(self._url)
         response.raise_for_status()
         document: dict[str, Any] = response.json()
         return document
 
-    return fetch
+    @property
+    def is_closed(self) -> bool:
+        return self._client.is_closed
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def http_jwks_source(url: str, timeout: float = 3.0) -> HttpJwksSource:
+    return HttpJwksSource(url, timeout)
 
 
 class TokenVerifier:
@@ -130,6 +142,12 @@ class TokenVerifier:
             if keys:
                 self._keys = keys
             return bool(self._keys)
+
+    def close(self) -> None:
+        """Release the JWKS source's connections (an HTTP source keeps a client open)."""
+        close = getattr(self._jwks_source, "close", None)
+        if callable(close):
+            close()
 
     @property
     def has_keys(self) -> bool:
@@ -218,12 +236,16 @@ async def prefetch_keys(verifier: TokenVerifier, interval: float = 1.0) -> None:
 
 @asynccontextmanager
 async def keys_prefetched(verifier: TokenVerifier, interval: float = 1.0) -> AsyncIterator[None]:
-    """Lifespan helper: ``prefetch_keys`` in the background while the app runs."""
+    """Lifespan helper: ``prefetch_keys`` in the background while the app runs; the verifier's
+    JWKS client is closed when the app stops."""
     task = asyncio.create_task(prefetch_keys(verifier, interval))
     try:
         yield
     finally:
         task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        verifier.close()
 
 
 def bearer_token(request: Request) -> str | None:

@@ -337,3 +337,27 @@ def test_keys_prefetched_at_start_keep_verifying_after_auth_goes_down() -> None:
     asyncio.run(scenario())
     assert calls["count"] >= 2
     assert verifier.verify(signer.mint(tenant="acme"))["tenant"] == "acme"
+
+
+def test_the_jwks_client_is_closed_when_the_app_stops() -> None:
+    import asyncio
+
+    from common.testing import JwksServer
+    from common.tokens import http_jwks_source, keys_prefetched
+
+    signer = TestSigner()
+    with serve(JwksServer(signer).app) as auth_url:
+        source = http_jwks_source(f"{auth_url}/api/auth/jwks/")
+        verifier = TokenVerifier(source, issuer=signer.issuer)
+
+        async def app_lifetime() -> None:
+            async with keys_prefetched(verifier, interval=0.05):
+                for _ in range(200):
+                    if verifier.has_keys:
+                        break
+                    await asyncio.sleep(0.05)
+                assert not source.is_closed
+
+        asyncio.run(app_lifetime())
+    assert verifier.has_keys
+    assert source.is_closed
