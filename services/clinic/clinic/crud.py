@@ -11,7 +11,17 @@ from typing import Any, TypeVar
 
 from common.errors import Conflict, ValidationFailed
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, Row, Select, false, func, inspect, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    Text,
+    false,
+    func,
+    inspect,
+    literal_column,
+    select,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlmodel import Session, SQLModel
@@ -34,13 +44,8 @@ RECORDS_CREATED = Counter(
 
 Record = TypeVar("Record", Cabinet, Patient, Consultation)
 
-# Searchable text and orderable fields of each list (every one of them indexed, see
-# migrations/versions/0001_initial.py). Orderings not listed here are ignored, as in DRF.
-SEARCH_FIELDS: dict[type[SQLModel], tuple[str, ...]] = {
-    Cabinet: ("name", "address"),
-    Patient: ("name", "email", "contact_number"),
-    Consultation: ("diagnosis", "treatment"),
-}
+# Orderable fields of each list (every one indexed, see migrations/versions/0001_initial.py).
+# Orderings not listed here are ignored, as in DRF. What search reads: SEARCH_TEXT.
 ORDERING_FIELDS: dict[type[SQLModel], frozenset[str]] = {
     Cabinet: frozenset({"id", "name", "created_at", "updated_at"}),
     Patient: frozenset({"id", "name", "birthdate", "created_at", "updated_at"}),
@@ -79,27 +84,27 @@ def _escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def search_document(model: type[SQLModel]) -> ColumnElement[str]:
-    """The searchable fields joined by spaces, exactly as the trigram index is built."""
-    parts: list[ColumnElement[str]] = []
-    for name in SEARCH_FIELDS[model]:
-        column = _column(model, name)
-        nullable = bool(getattr(column, "nullable", False))
-        parts.append(func.coalesce(column, literal_column("''")) if nullable else column.expression)
-    document = parts[0]
-    for part in parts[1:]:
-        document = document + literal_column("' '") + part
-    return document
+# Every resource's searchable fields joined by spaces and lower-cased, kept by the database in
+# a generated column (migration 0002; trigram-indexed on PostgreSQL): cabinet name and address;
+# patient name, email and contact number; consultation diagnosis and treatment. Not mapped on
+# the models: nothing writes it and no response carries it.
+SEARCH_TEXT = "search_text"
+
+
+def search_text(model: type[SQLModel]) -> ColumnElement[str]:
+    table = str(model.__tablename__)
+    return literal_column(f"{table}.{SEARCH_TEXT}", Text)
 
 
 def search_conditions(model: type[SQLModel], search: str) -> list[ColumnElement[bool]]:
-    # As DRF's SearchFilter: terms split on spaces and commas; every term must match a field.
-    # Terms hold no spaces, so matching the space-joined fields is matching any one of them.
+    # As DRF's SearchFilter: terms split on spaces and commas; every term must match a field,
+    # case-insensitively. Terms hold no spaces, so matching the space-joined fields is matching
+    # any one of them; lower() of the pattern is the database's, as for the stored text.
     terms = search.replace("\x00", "").replace(",", " ").split()[:MAX_SEARCH_TERMS]
     if not terms:
         return []
-    document = search_document(model)
-    return [document.ilike(f"%{_escape_like(term)}%", escape="\\") for term in terms]
+    text = search_text(model)
+    return [text.like(func.lower(f"%{_escape_like(term)}%"), escape="\\") for term in terms]
 
 
 def _ordering(model: type[SQLModel], ordering: str) -> list[ColumnElement[Any]]:

@@ -4,14 +4,20 @@ a new tenant is provisioned exactly once; ``migrate`` upgrades every tenant."""
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from alembic import command
+from clinic import crud
+from clinic.crud import ListFilters
 from clinic.db import ALEMBIC_LOCK, MIGRATIONS, head_revision, migrate, tenant_databases
+from clinic.models import Patient
+from clinic.pagination import PageRequest
 from clinic.settings import ClinicSettings
+from common.db import alembic_config
 from common.testing import TestSigner
 from sqlalchemy import create_engine, text
 
@@ -239,6 +245,60 @@ def test_twenty_concurrent_first_requests_provision_a_new_tenant_once(
         assert schemas == 1
 
 
+def _downgrade(databases: Any, backend: str, url: str, tenant: str, revision: str) -> None:
+    """Take ``tenant``'s schema (or file) back to ``revision``, as clinic.db would upgrade it."""
+    engine = databases.engine_for(tenant) if backend == "sqlite" else databases.engine
+    config = alembic_config(MIGRATIONS, url)
+    with ALEMBIC_LOCK, engine.begin() as connection:
+        if backend == "postgresql":
+            connection = connection.execution_options(schema_translate_map={None: tenant})
+        config.attributes["connection"] = connection
+        config.attributes["tenant_schema"] = None if backend == "sqlite" else tenant
+        command.downgrade(config, revision)
+
+
+def test_records_written_before_the_search_column_are_found_after_the_upgrade(
+    backend: str,
+    database_url: Callable[[str], str],
+    new_tenant: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    """Migration 0002 (search over a stored lower-cased text) on a tenant that has data."""
+    url = database_url("clinic")
+    settings = ClinicSettings(database_url=url, data_dir=tmp_path)
+    tenant = new_tenant()
+    databases = tenant_databases(settings)
+    databases.ensure_tenant(tenant)
+    _downgrade(databases, backend, url, tenant, "0001")
+    with databases.session(tenant, write=True) as session:
+        session.add(
+            Patient(name="Élodie Martin", birthdate=date(1990, 1, 1), contact_number="0612")
+        )
+        session.commit()
+    databases.dispose()
+    assert _alembic_rows(url, tenant) == ["0001"]
+
+    upgraded = tenant_databases(settings)
+    upgraded.forget(tenant)
+    page = PageRequest()
+    try:
+        with upgraded.session(tenant, write=False) as session:  # upgrades to head first
+            for term in ("élodie", "MARTIN", "0612"):
+                found = crud.list_patients(
+                    session=session, filters=ListFilters(search=term), page=page
+                )
+                assert [row.name for row in found.rows] == ["Élodie Martin"], term
+            assert (
+                crud.list_patients(
+                    session=session, filters=ListFilters(search="lovelace"), page=page
+                ).count
+                == 0
+            )
+    finally:
+        upgraded.dispose()
+    assert _alembic_rows(url, tenant) == [head_revision()]
+
+
 def test_migrate_upgrades_every_tenant(
     backend: str,
     database_url: Callable[[str], str],
@@ -252,16 +312,7 @@ def test_migrate_upgrades_every_tenant(
     for tenant in (old, current):
         databases.ensure_tenant(tenant)
     # Take one tenant back to before the first revision, as if it predated it.
-    engine = databases.engine_for(old) if backend == "sqlite" else databases.engine  # type: ignore[attr-defined]
-    from common.db import alembic_config
-
-    config = alembic_config(MIGRATIONS, url)
-    with ALEMBIC_LOCK, engine.begin() as connection:
-        if backend == "postgresql":
-            connection = connection.execution_options(schema_translate_map={None: old})
-        config.attributes["connection"] = connection
-        config.attributes["tenant_schema"] = None if backend == "sqlite" else old
-        command.downgrade(config, "base")
+    _downgrade(databases, backend, url, old, "base")
     databases.dispose()
     assert _alembic_rows(url, old) == []
 
