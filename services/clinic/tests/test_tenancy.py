@@ -257,15 +257,17 @@ def _downgrade(databases: Any, backend: str, url: str, tenant: str, revision: st
         command.downgrade(config, revision)
 
 
+@pytest.fixture
+def settings(database_url: Callable[[str], str], tmp_path: Path) -> ClinicSettings:
+    """Clinic settings on a fresh database of the test's backend."""
+    return ClinicSettings(database_url=database_url("clinic"), data_dir=tmp_path)
+
+
 def test_records_written_before_the_search_column_are_found_after_the_upgrade(
-    backend: str,
-    database_url: Callable[[str], str],
-    new_tenant: Callable[[], str],
-    tmp_path: Path,
+    backend: str, settings: ClinicSettings, new_tenant: Callable[[], str]
 ) -> None:
     """Migration 0002 (search over a stored lower-cased text) on a tenant that has data."""
-    url = database_url("clinic")
-    settings = ClinicSettings(database_url=url, data_dir=tmp_path)
+    url = settings.database_url
     tenant = new_tenant()
     databases = tenant_databases(settings)
     databases.ensure_tenant(tenant)
@@ -300,13 +302,9 @@ def test_records_written_before_the_search_column_are_found_after_the_upgrade(
 
 
 def test_migrate_upgrades_every_tenant(
-    backend: str,
-    database_url: Callable[[str], str],
-    new_tenant: Callable[[], str],
-    tmp_path: Path,
+    backend: str, settings: ClinicSettings, new_tenant: Callable[[], str]
 ) -> None:
-    url = database_url("clinic")
-    settings = ClinicSettings(database_url=url, data_dir=tmp_path)
+    url = settings.database_url
     old, current = new_tenant(), new_tenant()
     databases = tenant_databases(settings)
     for tenant in (old, current):

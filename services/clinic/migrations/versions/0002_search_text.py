@@ -50,6 +50,16 @@ def _tenant_schema() -> str | None:
     return schema
 
 
+def _create_trigram_index(table: str, expression: str, schema: str | None) -> None:
+    op.create_index(
+        _index_name(table),
+        table,
+        [sa.text(f"{expression} {_trigram_opclass()}")],
+        schema=schema,
+        postgresql_using="gin",
+    )
+
+
 def upgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
     schema = _tenant_schema()
@@ -58,32 +68,16 @@ def upgrade() -> None:
             op.drop_index(_index_name(table), table_name=table, schema=schema)
         computed = sa.Computed(f"lower({document})", persisted=postgresql)
         op.add_column(table, sa.Column("search_text", sa.Text(), computed), schema=schema)
-    if postgresql:
-        opclass = _trigram_opclass()
-        for table in SEARCH_DOCUMENTS:
-            op.create_index(
-                _index_name(table),
-                table,
-                [sa.text(f"search_text {opclass}")],
-                schema=schema,
-                postgresql_using="gin",
-            )
+        if postgresql:
+            _create_trigram_index(table, "search_text", schema)
 
 
 def downgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
     schema = _tenant_schema()
-    for table in SEARCH_DOCUMENTS:
+    for table, document in SEARCH_DOCUMENTS.items():
         if postgresql:
             op.drop_index(_index_name(table), table_name=table, schema=schema)
         op.drop_column(table, "search_text", schema=schema)
-    if postgresql:
-        opclass = _trigram_opclass()
-        for table, document in SEARCH_DOCUMENTS.items():
-            op.create_index(
-                _index_name(table),
-                table,
-                [sa.text(f"({document}) {opclass}")],
-                schema=schema,
-                postgresql_using="gin",
-            )
+        if postgresql:
+            _create_trigram_index(table, f"({document})", schema)
