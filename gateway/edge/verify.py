@@ -6,13 +6,19 @@ check. It still runs inside the observability middleware (request id, metrics by
 log line of a denial) and answers errors in the shapes the error handlers give.
 """
 
-import asyncio
 from dataclasses import dataclass
 
-from common.errors import DomainError, NotAuthenticated, ServiceUnavailable, TokenInvalid
-from common.tokens import KeysUnavailable, Principal, TokenVerifier
-from fastapi.responses import JSONResponse, Response
+from common.errors import (
+    DomainError,
+    NotAuthenticated,
+    ServiceUnavailable,
+    TokenInvalid,
+    domain_error_response,
+)
+from common.tokens import KeysUnavailable, Principal, TokenVerifier, bearer_token
+from fastapi.responses import Response
 from prometheus_client import Counter
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edge.tenants import TenantDirectory, TenantsUnavailable
@@ -41,16 +47,6 @@ class _Route:
 _VERIFY_ROUTE = _Route()
 
 
-def _bearer_token(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            return None
-    return None
-
-
 async def authorize(
     token: str | None, verifier: TokenVerifier, tenants: TenantDirectory
 ) -> Principal:
@@ -62,10 +58,7 @@ async def authorize(
         TOKEN_CHECKS.labels("denied", "missing").inc()
         raise NotAuthenticated()
     try:
-        if verifier.verifies_offline(token):
-            claims = verifier.verify(token)
-        else:  # the JWKS fetch is blocking I/O: keep it off the event loop
-            claims = await asyncio.to_thread(verifier.verify, token)
+        claims = await verifier.verify_async(token)
     except TokenInvalid as exc:
         TOKEN_CHECKS.labels("denied", _REASONS.get(exc.detail, "invalid")).inc()
         raise
@@ -103,9 +96,10 @@ class VerifyEndpoint:
         state = scope["app"].state
         response: Response
         try:
-            principal = await authorize(_bearer_token(scope), state.token_verifier, state.tenants)
+            token = bearer_token(Headers(scope=scope).get("authorization"))
+            principal = await authorize(token, state.token_verifier, state.tenants)
         except DomainError as exc:
-            response = JSONResponse(exc.body(), exc.status_code, exc.headers)
+            response = domain_error_response(exc)
         else:
             # No access line for a granted check: the service behind logs this request (with
             # the same request id); denials and errors are still logged.

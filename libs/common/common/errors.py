@@ -159,9 +159,14 @@ def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> J
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
+def domain_error_response(exc: DomainError) -> JSONResponse:
+    """The response for ``exc``, for code that answers outside FastAPI's exception handlers."""
+    return _json(exc.status_code, exc.body(), exc.headers)
+
+
 async def _domain_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return _json(exc.status_code, exc.body(), exc.headers)
+    return domain_error_response(exc)
 
 
 async def _request_validation_error(_: Request, exc: Exception) -> Response:

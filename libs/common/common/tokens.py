@@ -181,6 +181,13 @@ class TokenVerifier:
             return True
         return not isinstance(kid, str) or kid in self._keys
 
+    async def verify_async(self, token: str) -> dict[str, Any]:
+        """``verify`` for async callers: inline when no JWKS fetch can be needed (a cached
+        token, a known key), else in a thread, so a slow auth never blocks the event loop."""
+        if self.verifies_offline(token):
+            return self.verify(token)
+        return await anyio.to_thread.run_sync(self.verify, token)
+
     def verify(self, token: str, token_type: str = "access") -> dict[str, Any]:
         """Claims of a valid token of ``token_type``; raises ``TokenInvalid`` otherwise."""
         now = int(time.time())
@@ -248,9 +255,9 @@ async def keys_prefetched(verifier: TokenVerifier, interval: float = 1.0) -> Asy
         verifier.close()
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value; None for anything else."""
+    scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
@@ -262,14 +269,11 @@ async def get_principal(request: Request) -> Principal:
     ``async``: a cached token or a known key is checked inline (no thread hand-off); only a
     token naming an unknown key, which may fetch the JWKS from auth, goes to a thread.
     """
-    token = bearer_token(request)
+    token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise NotAuthenticated()
     verifier: TokenVerifier = request.app.state.token_verifier
-    if verifier.verifies_offline(token):
-        claims = verifier.verify(token)
-    else:
-        claims = await anyio.to_thread.run_sync(verifier.verify, token)
+    claims = await verifier.verify_async(token)
     principal = Principal.from_claims(claims)
     request.state.principal = principal
     return principal
