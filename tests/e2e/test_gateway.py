@@ -54,6 +54,12 @@ def test_put_over_one_mib_is_a_json_413_and_reads_are_not_buffered(
     )
     assert response.status_code == 413
     assert response.json() == {"detail": "Request body too large (limit 1 MiB)."}
+    # A GET that carries a body is held to the same limit (DESIGN: bodies over 1 MiB, 413).
+    response = gateway.request(
+        "GET", path, content=body, headers={**headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large (limit 1 MiB)."}
     get = gateway.get(path, headers=headers)
     head = gateway.head(path, headers=headers)
     assert get.status_code == head.status_code == 200
