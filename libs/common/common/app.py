@@ -33,9 +33,8 @@ class RequestShapeMiddleware:
             if not path.endswith("/"):
                 scope["path"] = path + "/"
             if scope["method"] == "HEAD":
-                # Routes are declared for GET. The app sees a GET in a copy of the scope; the
-                # server keeps the original (HEAD) and sends the headers without the body.
-                scope = {**scope, "method": "GET"}
+                await self._head_as_get(scope, receive, send)
+                return
             if scope["method"] in BODY_METHODS and not self._json_or_empty(scope):
                 response = Response(
                     content=b'{"detail":"Unsupported media type in request. Use application/json."}',
@@ -45,6 +44,17 @@ class RequestShapeMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _head_as_get(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Routes are declared for GET. The app sees a GET in a copy of the scope; the server
+        # keeps the original (HEAD) and sends the headers without the body. The route the
+        # router matched is copied back for the observability middleware's labels.
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, send)
+        finally:
+            if "route" in as_get:
+                scope["route"] = as_get["route"]
 
     @staticmethod
     def _json_or_empty(scope: Scope) -> bool:

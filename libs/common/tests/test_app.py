@@ -1,6 +1,7 @@
 """create_app: paths without a trailing slash and the X-Request-ID contract."""
 
 import re
+import time
 
 import httpx
 import pytest
@@ -34,6 +35,12 @@ def test_head_is_answered_like_get_without_a_body(client: httpx.Client) -> None:
     assert head.headers["content-length"] == get.headers["content-length"]
     assert head.headers["content-type"] == get.headers["content-type"]
     assert "x-request-id" in head.headers
+    # Counted under its route template, like the GET (just after the response is sent).
+    sample = 'http_requests_total{method="HEAD",route="/api/items/{item_id}/",status="200"}'
+    deadline = time.monotonic() + 5
+    while sample not in client.get("/metrics/").text:
+        assert time.monotonic() < deadline, "HEAD not counted under its route"
+        time.sleep(0.05)
     # Only GET routes answer HEAD: a POST-only route still says 405, and unknown paths 404.
     assert client.head("/api/items/").status_code == 405
     assert client.head("/api/nowhere/").status_code == 404
