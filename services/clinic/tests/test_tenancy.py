@@ -272,6 +272,8 @@ def test_records_written_before_the_search_column_are_found_after_the_upgrade(
     databases = tenant_databases(settings)
     databases.ensure_tenant(tenant)
     _downgrade(databases, backend, url, tenant, "0001")
+    if backend == "postgresql":
+        _as_first_0001(databases, tenant)
     with databases.session(tenant, write=True) as session:
         session.add(
             Patient(name="Élodie Martin", birthdate=date(1990, 1, 1), contact_number="0612")
@@ -299,6 +301,38 @@ def test_records_written_before_the_search_column_are_found_after_the_upgrade(
     finally:
         upgraded.dispose()
     assert _alembic_rows(url, tenant) == [head_revision()]
+    if backend == "postgresql":  # the first 0001's per-column indexes are gone
+        assert _trigram_indexes(url, tenant) == {
+            "ix_cabinet_search_trgm",
+            "ix_patient_search_trgm",
+            "ix_consultation_search_trgm",
+        }
+
+
+def _as_first_0001(databases: Any, tenant: str) -> None:
+    """Give a PostgreSQL schema the trigram indexes the first 0001 made (one per column)."""
+    with databases.engine.begin() as connection:
+        connection.exec_driver_sql(f'DROP INDEX "{tenant}".ix_patient_search_trgm')
+        for column in ("name", "email", "contact_number"):
+            connection.exec_driver_sql(
+                f'CREATE INDEX ix_patient_{column}_trgm ON "{tenant}".patient '
+                f"USING gin ({column} public.gin_trgm_ops)"
+            )
+
+
+def _trigram_indexes(url: str, tenant: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = :s AND indexname LIKE :p"
+                ),
+                {"s": tenant, "p": "%trgm"},
+            )
+            return {str(row[0]) for row in rows}
+    finally:
+        engine.dispose()
 
 
 def test_migrate_upgrades_every_tenant(

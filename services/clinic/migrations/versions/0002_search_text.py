@@ -25,6 +25,14 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The first 0001 (before its single index over the joined fields) had one trigram index per
+# searchable column; schemas made by it are at 0001 too. Both kinds are dropped if present.
+PER_COLUMN_INDEXES = {
+    "cabinet": ("name", "address"),
+    "patient": ("name", "email", "contact_number"),
+    "consultation": ("diagnosis", "treatment"),
+}
+
 # As in 0001: every searchable field joined by spaces (a search term holds no space).
 SEARCH_DOCUMENTS = {
     "cabinet": "name || ' ' || address",
@@ -41,6 +49,10 @@ def _trigram_opclass() -> str:
 
 def _index_name(table: str) -> str:
     return f"ix_{table}_search_trgm"
+
+
+def _per_column_index_names(table: str) -> list[str]:
+    return [f"ix_{table}_{column}_trgm" for column in PER_COLUMN_INDEXES[table]]
 
 
 def _tenant_schema() -> str | None:
@@ -65,7 +77,8 @@ def upgrade() -> None:
     schema = _tenant_schema()
     for table, document in SEARCH_DOCUMENTS.items():
         if postgresql:
-            op.drop_index(_index_name(table), table_name=table, schema=schema)
+            for name in (_index_name(table), *_per_column_index_names(table)):
+                op.drop_index(name, table_name=table, schema=schema, if_exists=True)
         computed = sa.Computed(f"lower({document})", persisted=postgresql)
         op.add_column(table, sa.Column("search_text", sa.Text(), computed), schema=schema)
         if postgresql:
