@@ -266,13 +266,21 @@ class System:
         ]
 
     def wait_until_routed(self, timeout: float = 30.0) -> None:
-        """Until Traefik has every server back in rotation (after ``resume`` or ``restart``)."""
+        """Until Traefik has every server back in rotation (after ``resume`` or ``restart``).
+
+        A Traefik that does not answer yet, or whose API is not routed yet (it is the one
+        restarted), counts as not routed.
+        """
         deadline = time.monotonic() + timeout
+        down: object = "every service (its API does not answer)"
         with httpx.Client(timeout=5.0) as client:
-            while self.servers_down(client):
-                if time.monotonic() > deadline:
-                    raise StartupError(f"Traefik still routes around {self.servers_down(client)}")
+            while time.monotonic() < deadline:
+                with suppress(httpx.HTTPError, ValueError):
+                    down = self.servers_down(client)
+                    if not down:
+                        return
                 time.sleep(0.1)
+        raise StartupError(f"Traefik still routes around {down}\n{self.log_tail('traefik')}")
 
     def wait_until_service_healthy(self, name: str, timeout: float = 30.0) -> None:
         """Wait until one process's own /health/ answers 200 (after ``restart``)."""

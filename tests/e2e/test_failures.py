@@ -62,3 +62,12 @@ def test_issued_tokens_keep_working_while_auth_is_down(
         running.processes.restart("auth")
     assert gateway.get("/health/").status_code == 200
     assert gateway.get("/api/auth/me/", headers=headers).status_code == 200
+
+
+def test_the_gateway_serves_again_after_traefik_restarts(
+    running: Any, api: Any, gateway: httpx.Client
+) -> None:
+    _, headers = api.tenant_admin(api.create_tenant())
+    running.processes.restart("traefik")
+    assert gateway.get("/health/").status_code == 200
+    assert gateway.get("/api/patients/", headers=headers).status_code == 200
