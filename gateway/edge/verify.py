@@ -15,6 +15,7 @@ from common.errors import (
     TokenInvalid,
     domain_error_response,
 )
+from common.observability import ACCESS_LOG
 from common.tokens import KeysUnavailable, Principal, TokenVerifier, bearer_token
 from fastapi.responses import Response
 from prometheus_client import Counter
@@ -103,7 +104,7 @@ class VerifyEndpoint:
         else:
             # No access line for a granted check: the service behind logs this request (with
             # the same request id); denials and errors are still logged.
-            scope.setdefault("state", {})["access_log"] = False
+            scope.setdefault("state", {})[ACCESS_LOG] = False
             response = Response(
                 status_code=200,
                 headers={"X-User-Id": str(principal.user_id), "X-Tenant": principal.tenant},

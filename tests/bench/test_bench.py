@@ -41,6 +41,8 @@ def test_bench_drives_the_system_and_reports_every_figure(
         *("--duration", "1", "--repeat", "1", "--warmup", "0"),
         *("--patients", "20", "--consultations", "20", "--mixes", "read"),
         *("--targets", "gateway,clinic,hello", "--output", str(output)),
+        # The server require_postgres() checked, not the bench's own default.
+        *("--postgres-url", postgres_server_url()),
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     results: dict[str, Any] = json.loads(output.read_text())
