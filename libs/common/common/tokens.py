@@ -169,11 +169,12 @@ class TokenVerifier:
     def verifies_offline(self, token: str) -> bool:
         """Whether ``verify(token)`` can answer without fetching the JWKS.
 
-        True for a cached token, a token naming a known ``kid``, or one that is rejected before
-        any key is needed. Async callers verify those inline and hand the rest to a thread, so a
-        slow auth service never blocks their event loop.
+        True for a cached, unexpired token, a token naming a known ``kid``, or one that is
+        rejected before any key is needed. Async callers verify those inline and hand the rest
+        to a thread, so a slow auth service never blocks their event loop.
         """
-        if token in self._verified:
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time():
             return True
         try:
             kid = jwt.get_unverified_header(token).get("kid")

@@ -361,3 +361,17 @@ def test_the_jwks_client_is_closed_when_the_app_stops() -> None:
         asyncio.run(app_lifetime())
     assert verifier.has_keys
     assert source.is_closed
+
+
+def test_an_expired_cached_token_whose_key_was_rotated_out_is_not_verified_offline() -> None:
+    """Its verification would look the key up again (a JWKS fetch): not on the event loop."""
+    old, new = TestSigner(), TestSigner()
+    source = JwksSource(old)
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, refetch_interval=0)
+    token = old.mint(lifetime=1)
+    verifier.verify(token)  # cached until exp
+    assert verifier.verifies_offline(token)
+    source.signers = [new]  # auth rotated the old key out
+    verifier.verify(new.mint())  # unknown kid: the keys are refetched, the old one is gone
+    time.sleep(2.05)  # past the cached exp (whole seconds, at most 2 s away)
+    assert not verifier.verifies_offline(token)
