@@ -14,13 +14,10 @@ from pydantic import BaseModel
 from sqlalchemy import Row, Select
 from sqlmodel import Session
 
-__all__ = ["INVALID_PAGE", "PageDep", "PageRequest", "PageResult", "Paginated", "paginate"]
+__all__ = ["INVALID_PAGE", "Page", "PageDep", "PageRequest", "PageResult", "paginate"]
 
 Item = TypeVar("Item")
 Public = TypeVar("Public", bound=BaseModel)
-
-# The envelope, under the name the clinic's OpenAPI document has always used.
-Paginated = Page
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,17 +23,17 @@ from clinic.api.deps import (
     respond,
 )
 from clinic.models import CabinetCreate, CabinetPublic, CabinetUpdate
-from clinic.pagination import PageDep, Paginated, page_of
+from clinic.pagination import Page, PageDep, page_of
 
 router = APIRouter(prefix="/api/cabinets", tags=["cabinets"], dependencies=AUTHENTICATED)
 
 
-@router.get("/", response_model=Paginated[CabinetPublic])
+@router.get("/", response_model=Page[CabinetPublic])
 def list_cabinets(tenant: TenantDep, filters: ListFiltersDep, page: PageDep) -> Response:
     """List cabinets, paginated; `search`, `ordering` and `updated_after` narrow it."""
     with tenant.session() as session:
         result = crud.list_cabinets(session=session, filters=filters, page=page)
-        return respond(Paginated, page_of(page, result, CabinetPublic))
+        return respond(Page, page_of(page, result, CabinetPublic))
 
 
 @router.post("/", status_code=201, response_model=CabinetPublic)

@@ -23,19 +23,19 @@ from clinic.api.deps import (
     respond,
 )
 from clinic.models import ConsultationCreate, ConsultationPublic, ConsultationUpdate
-from clinic.pagination import PageDep, Paginated, page_of
+from clinic.pagination import Page, PageDep, page_of
 
 router = APIRouter(prefix="/api/consultations", tags=["consultations"], dependencies=AUTHENTICATED)
 
 
-@router.get("/", response_model=Paginated[ConsultationPublic])
+@router.get("/", response_model=Page[ConsultationPublic])
 def list_consultations(
     tenant: TenantDep, filters: ConsultationFiltersDep, page: PageDep
 ) -> Response:
     """List consultations; filter by `patient`, `cabinet`, `date_after`, `date_before`."""
     with tenant.session() as session:
         result = crud.list_consultations(session=session, filters=filters, page=page)
-        return respond(Paginated, page_of(page, result, ConsultationPublic))
+        return respond(Page, page_of(page, result, ConsultationPublic))
 
 
 @router.post("/", status_code=201, response_model=ConsultationPublic)

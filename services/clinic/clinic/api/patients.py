@@ -23,17 +23,17 @@ from clinic.api.deps import (
     respond,
 )
 from clinic.models import PatientCreate, PatientPublic, PatientUpdate
-from clinic.pagination import PageDep, Paginated, page_of
+from clinic.pagination import Page, PageDep, page_of
 
 router = APIRouter(prefix="/api/patients", tags=["patients"], dependencies=AUTHENTICATED)
 
 
-@router.get("/", response_model=Paginated[PatientPublic])
+@router.get("/", response_model=Page[PatientPublic])
 def list_patients(tenant: TenantDep, filters: ListFiltersDep, page: PageDep) -> Response:
     """List patients, paginated; `search`, `ordering` and `updated_after` narrow it."""
     with tenant.session() as session:
         result = crud.list_patients(session=session, filters=filters, page=page)
-        return respond(Paginated, page_of(page, result, PatientPublic))
+        return respond(Page, page_of(page, result, PatientPublic))
 
 
 @router.post("/", status_code=201, response_model=PatientPublic)
