@@ -149,13 +149,6 @@ class TenantPublic(TenantBase):
     updated_at: datetime
 
 
-class TenantPage(SQLModel):
-    count: int
-    next: str | None
-    previous: str | None
-    results: list[TenantPublic]
-
-
 class TenantResolution(SQLModel):
     """What the internal resolve endpoint tells auth and the edge about a tenant."""
 

@@ -4,7 +4,6 @@ from typing import Annotated
 
 from common.db import SessionDep
 from common.errors import NotFound
-from common.pagination import PageDep
 from fastapi import Depends, Path, Request
 
 from tenants import crud
@@ -32,7 +31,3 @@ def get_tenant(tenant_id: TenantId, session: SessionDep) -> Tenant:
 
 
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
-
-
-# DRF page numbers, links as the client sees them, shared with auth and clinic.
-PagingDep = PageDep

@@ -3,12 +3,13 @@
 from datetime import datetime
 
 from common.db import SessionDep
+from common.pagination import Page, PageDep
 from common.tokens import require_superuser
 from fastapi import APIRouter, Depends, Response
 
 from tenants import crud
-from tenants.api.deps import PagingDep, SettingsDep, TenantDep
-from tenants.models import TenantCreate, TenantPage, TenantPublic, TenantReplace, TenantUpdate
+from tenants.api.deps import SettingsDep, TenantDep
+from tenants.models import TenantCreate, TenantPublic, TenantReplace, TenantUpdate
 
 # Router-level: every route here, present and future, needs a superuser token.
 router = APIRouter(
@@ -19,25 +20,19 @@ router = APIRouter(
 @router.get("/")
 def list_tenants(
     session: SessionDep,
-    paging: PagingDep,
+    paging: PageDep,
     search: str | None = None,
     ordering: str | None = None,
     updated_after: datetime | None = None,
-) -> TenantPage:
+) -> Page[TenantPublic]:
     """List live tenants (search on name, schema_name, domain_url)."""
     query = crud.TenantQuery(search=search, ordering=ordering, updated_after=updated_after)
     count = crud.count_tenants(session=session, query=query)
     number = paging.number(count)
-    next_url, previous_url = paging.links(number, count)
     tenants = crud.list_tenants(
         session=session, query=query, offset=paging.offset(number), limit=paging.size
     )
-    return TenantPage(
-        count=count,
-        next=next_url,
-        previous=previous_url,
-        results=[TenantPublic.model_validate(tenant) for tenant in tenants],
-    )
+    return paging.envelope(number, count, [TenantPublic.model_validate(t) for t in tenants])
 
 
 @router.post("/", status_code=201)
