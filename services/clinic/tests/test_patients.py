@@ -65,10 +65,25 @@ def test_put_patient_needs_every_required_field(
     assert set(response.json()) == {"name", "birthdate", "contact_number"}
 
 
-def test_put_on_a_missing_patient_is_404_before_its_body_is_validated(api: httpx.Client) -> None:
-    response = api.put("/api/patients/999999/", json={"email": "not an email"})
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+def test_a_missing_patient_is_404_before_its_body_is_validated(
+    api: httpx.Client, method: str
+) -> None:
+    response = api.request(method, "/api/patients/999999/", json={"email": "not an email"})
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+def test_malformed_json_on_an_existing_patient_is_400(
+    api: httpx.Client, make_patient: Callable[..., Json], method: str
+) -> None:
+    url = f"/api/patients/{make_patient(api)['id']}/"
+    response = api.request(
+        method, url, content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("JSON parse error")
 
 
 def test_put_patient_without_a_body_or_with_a_non_object_is_400(

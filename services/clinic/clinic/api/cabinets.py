@@ -1,9 +1,9 @@
 """/api/cabinets/: the tenant's cabinets.
 
-GET, POST, PUT and DELETE open the tenant's session in the route's own thread (one hand-off
-per request) and answer with the public model serialised there; PUT validates its body there,
+Every route opens the tenant's session in its own thread (one hand-off per request) and
+answers with the public model serialised there; PUT and PATCH validate their body there,
 after loading the record, so a missing cabinet is a 404 before the body is looked at (as in
-DRF). PATCH still loads the record in a dependency (a hand-off more; not on a hot path).
+DRF).
 """
 
 from fastapi import APIRouter, Response
@@ -11,12 +11,10 @@ from fastapi import APIRouter, Response
 from clinic import crud
 from clinic.api.deps import (
     AUTHENTICATED,
-    CabinetDep,
     ListFiltersDep,
     RawBody,
     RecordId,
     TenantDep,
-    TenantSession,
     load_cabinet,
     parse_body,
     replace_body,
@@ -63,15 +61,16 @@ def update_cabinet(cabinet_id: RecordId, tenant: TenantDep, body: RawBody = None
         return respond(CabinetPublic, updated)
 
 
-@router.patch("/{cabinet_id}/", response_model=CabinetPublic)
-def patch_cabinet(
-    session: TenantSession, cabinet: CabinetDep, cabinet_in: CabinetUpdate
-) -> Response:
+@router.patch(
+    "/{cabinet_id}/", response_model=CabinetPublic, openapi_extra=replace_body(CabinetUpdate)
+)
+def patch_cabinet(cabinet_id: RecordId, tenant: TenantDep, body: RawBody = None) -> Response:
     """Change some fields of a cabinet."""
-    changes = cabinet_in.model_dump(exclude_unset=True)
-    return respond(
-        CabinetPublic, crud.update_cabinet(session=session, cabinet=cabinet, changes=changes)
-    )
+    with tenant.session() as session:
+        cabinet = load_cabinet(session, cabinet_id, for_update=True)
+        changes = parse_body(CabinetUpdate, body).model_dump(exclude_unset=True)
+        updated = crud.update_cabinet(session=session, cabinet=cabinet, changes=changes)
+        return respond(CabinetPublic, updated)
 
 
 @router.delete("/{cabinet_id}/", status_code=204, response_class=Response)

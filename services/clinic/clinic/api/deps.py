@@ -23,7 +23,7 @@ from clinic.models import Cabinet, Consultation, Patient, parse_datetime
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-__all__ = ["AUTHENTICATED", "CurrentPrincipal", "TenantDep", "TenantSession"]
+__all__ = ["AUTHENTICATED", "CurrentPrincipal", "TenantDep"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +53,7 @@ async def get_tenant(request: Request, principal: CurrentPrincipal) -> Tenant:
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
 
 
-def get_tenant_session(tenant: TenantDep) -> Iterator[Session]:
-    """A session as a dependency, for routes that load their record before the body is read."""
-    with tenant.session() as session:
-        yield session
-
-
-TenantSession = Annotated[Session, Depends(get_tenant_session)]
-
 RecordId = Annotated[int, Path()]
-
-
-def _for_update(request: Request) -> bool:
-    return request.method not in SAFE_METHODS
 
 
 def load_cabinet(session: Session, cabinet_id: int, *, for_update: bool = False) -> Cabinet:
@@ -93,31 +81,11 @@ def load_consultation(
     return consultation
 
 
-# PATCH loads its record in a dependency: a missing record is a 404 before the body
-# is validated, as in DRF.
-def get_cabinet(cabinet_id: RecordId, session: TenantSession, request: Request) -> Cabinet:
-    return load_cabinet(session, cabinet_id, for_update=_for_update(request))
-
-
-def get_patient(patient_id: RecordId, session: TenantSession, request: Request) -> Patient:
-    return load_patient(session, patient_id, for_update=_for_update(request))
-
-
-def get_consultation(
-    consultation_id: RecordId, session: TenantSession, request: Request
-) -> Consultation:
-    return load_consultation(session, consultation_id, for_update=_for_update(request))
-
-
-CabinetDep = Annotated[Cabinet, Depends(get_cabinet)]
-PatientDep = Annotated[Patient, Depends(get_patient)]
-ConsultationDep = Annotated[Consultation, Depends(get_consultation)]
-
-
 Model = TypeVar("Model", bound=BaseModel)
 
-# PUT reads its body as raw JSON and validates it in the route, after the record is loaded
-# (404 first, as in DRF), in the same thread hand-off. The document keeps the model's schema.
+# PUT and PATCH read their body as raw JSON and validate it in the route, after the record
+# is loaded (404 first, as in DRF), in the same thread hand-off. The document keeps the
+# model's schema.
 RawBody = Annotated[Any, Body()]
 
 
