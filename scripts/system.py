@@ -253,16 +253,23 @@ class System:
         raise StartupError(f"gateway not healthy after {timeout:g}s ({last})\n{tails}")
 
     def servers_down(self, client: httpx.Client | None = None) -> list[str]:
-        """Services whose servers Traefik does not route to (its API, on loopback)."""
+        """Services Traefik does not route to (its API, on loopback): a server not UP, or
+        the service not loaded at all (a Traefik just started answers its API before its
+        file provider has read the route table)."""
         if client is None:
             with httpx.Client(timeout=5.0) as own:
                 return self.servers_down(own)
         services = client.get(f"{self.traefik_api_url}/api/http/services").json()
-        return [
-            service["name"]
+        server_status = {
+            service["name"]: service.get("serverStatus", {})
             for service in services
             if service.get("provider") == "file"
-            and any(status != "UP" for status in service.get("serverStatus", {}).values())
+        }
+        return [
+            name
+            for name in SERVICES
+            if not (statuses := server_status.get(f"{name}@file"))
+            or any(status != "UP" for status in statuses.values())
         ]
 
     def wait_until_routed(self, timeout: float = 30.0) -> None:
