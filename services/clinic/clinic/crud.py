@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from common.errors import Conflict, ValidationFailed
+from common.listing import ListFilters, order_by
 from prometheus_client import Counter
 from sqlalchemy import (
     ColumnElement,
@@ -52,15 +53,6 @@ ORDERING_FIELDS: dict[type[SQLModel], frozenset[str]] = {
     Consultation: frozenset({"id", "date", "patient", "cabinet", "created_at", "updated_at"}),
 }
 MAX_SEARCH_TERMS = 10
-
-
-@dataclass(frozen=True, slots=True)
-class ListFilters:
-    """What every list accepts (already parsed and validated)."""
-
-    search: str = ""
-    ordering: str = ""
-    updated_after: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,25 +100,8 @@ def search_conditions(model: type[SQLModel], search: str) -> list[ColumnElement[
 
 
 def _ordering(model: type[SQLModel], ordering: str) -> list[ColumnElement[Any]]:
-    allowed = ORDERING_FIELDS[model]
-    clauses: list[ColumnElement[Any]] = []
-    seen: set[str] = set()
-    descending = False
-    for raw in ordering.split(","):
-        term = raw.strip()
-        descending = term.startswith("-")
-        name = term.removeprefix("-")
-        if name not in allowed or name in seen:
-            continue
-        seen.add(name)
-        column = _column(model, name)
-        clauses.append(column.desc() if descending else column.asc())
-    # id breaks ties so pages never overlap or skip; same direction keeps one index scan.
-    if "id" not in seen:
-        last_descending = bool(clauses) and descending
-        id_column = _column(model, "id")
-        clauses.append(id_column.desc() if last_descending else id_column.asc())
-    return clauses
+    columns = {name: _column(model, name) for name in ORDERING_FIELDS[model]}
+    return order_by(ordering, columns)
 
 
 def _columns(model: type[SQLModel]) -> list[InstrumentedAttribute[Any]]:

@@ -10,7 +10,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from common.db import UTCDateTime, utcnow
+from common.db import UTCDateTime, as_utc, utcnow
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BeforeValidator, field_validator
 from sqlalchemy import Column, ForeignKey, Index, Integer
@@ -105,20 +105,14 @@ def _birthdate(value: Any) -> date:
 def parse_datetime(value: Any) -> datetime:
     """An ISO 8601 date-time (or date: midnight) as aware UTC; a naive value is UTC."""
     if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(DATETIME_FORMAT_MESSAGE) from None
-    else:
+        return as_utc(value)
+    if not isinstance(value, str):
         raise ValueError(DATETIME_FORMAT_MESSAGE)
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
     try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("Datetime is out of range.") from None
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(DATETIME_FORMAT_MESSAGE) from None
+    return as_utc(parsed)
 
 
 def _record_id(value: Any) -> int:

@@ -2,11 +2,9 @@
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from common.errors import Conflict, ValidationFailed
+from common.listing import ListFilters, order_by
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement, func, or_
 from sqlalchemy.exc import IntegrityError
@@ -59,27 +57,23 @@ SCHEMA_NAME_IMMUTABLE = "schema_name cannot be changed after creation."
 DOMAIN_TAKEN = "tenant with this domain url already exists."
 DEFAULT_TENANT_UNDELETABLE = "The default tenant cannot be deleted."
 
+# ?ordering= fields (DRF style; unknown ones ignored, id breaks ties).
 SORTABLE = {
-    "id": Tenant.id,
-    "name": Tenant.name,
-    "schema_name": Tenant.schema_name,
-    "created_at": Tenant.created_at,
+    "id": col(Tenant.id),
+    "name": col(Tenant.name),
+    "schema_name": col(Tenant.schema_name),
+    "domain_url": col(Tenant.domain_url),
+    "created_at": col(Tenant.created_at),
+    "updated_at": col(Tenant.updated_at),
 }
 SEARCHABLE = (Tenant.name, Tenant.schema_name, Tenant.domain_url)
-
-
-@dataclass(frozen=True, slots=True)
-class TenantQuery:
-    search: str | None = None
-    ordering: str | None = None
-    updated_after: datetime | None = None
 
 
 def _live() -> ColumnElement[bool]:
     return col(Tenant.deleted_at).is_(None)
 
 
-def _filters(query: TenantQuery) -> list[ColumnElement[bool]]:
+def _filters(query: ListFilters) -> list[ColumnElement[bool]]:
     filters = [_live()]
     # NUL cannot occur in stored text and PostgreSQL refuses it in a parameter: drop it.
     term = (query.search or "").replace("\x00", "").strip().lower()
@@ -92,31 +86,18 @@ def _filters(query: TenantQuery) -> list[ColumnElement[bool]]:
     return filters
 
 
-def _order_by(ordering: str | None) -> list[ColumnElement[Any]]:
-    """DRF-style ``?ordering=name,-created_at``; unknown fields are ignored, id breaks ties."""
-    clauses: list[ColumnElement[Any]] = []
-    for part in (ordering or "").split(","):
-        field = part.strip()
-        descending = field.startswith("-")
-        column = SORTABLE.get(field.removeprefix("-"))
-        if column is not None:
-            clauses.append(col(column).desc() if descending else col(column).asc())
-    clauses.append(col(Tenant.id).asc())
-    return clauses
-
-
-def count_tenants(*, session: Session, query: TenantQuery) -> int:
-    statement = select(func.count()).select_from(Tenant).where(*_filters(query))
+def count_tenants(*, session: Session, filters: ListFilters) -> int:
+    statement = select(func.count()).select_from(Tenant).where(*_filters(filters))
     return session.exec(statement).one()
 
 
 def list_tenants(
-    *, session: Session, query: TenantQuery, offset: int, limit: int
+    *, session: Session, filters: ListFilters, offset: int, limit: int
 ) -> Sequence[Tenant]:
     statement = (
         select(Tenant)
-        .where(*_filters(query))
-        .order_by(*_order_by(query.ordering))
+        .where(*_filters(filters))
+        .order_by(*order_by(filters.ordering, SORTABLE))
         .offset(offset)
         .limit(limit)
     )

@@ -613,7 +613,9 @@ def test_search_treats_wildcards_literally(
     assert api.get("/api/tenants/", params={"search": f"{unique}_%"}).json()["count"] == 0
 
 
-@pytest.mark.parametrize("field", ["id", "name", "schema_name", "created_at"])
+@pytest.mark.parametrize(
+    "field", ["id", "name", "schema_name", "domain_url", "created_at", "updated_at"]
+)
 def test_ordering_on_each_listed_field(
     api: httpx.Client, new_tenant: TenantFactory, unique: str, field: str
 ) -> None:

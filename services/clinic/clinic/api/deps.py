@@ -10,6 +10,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, TypeVar
 
 from common.errors import NotFound, TokenInvalid, ValidationFailed
+from common.listing import ListFiltersDep, utc_datetime
 from common.tokens import CurrentPrincipal, get_principal
 from fastapi import Body, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -17,9 +18,9 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
 from clinic import crud
-from clinic.crud import ConsultationFilters, ListFilters
+from clinic.crud import ConsultationFilters
 from clinic.db import TenantDatabases, valid_schema_name
-from clinic.models import Cabinet, Consultation, Patient, parse_datetime
+from clinic.models import Cabinet, Consultation, Patient
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -125,45 +126,17 @@ def respond(public: type[BaseModel], record: object, status_code: int = 200) -> 
 
 # --- list query parameters (bad values: 400 on the parameter) ---
 
-INVALID_DATETIME = "Enter a valid date/time."
 INVALID_DATE_OR_DATETIME = "Enter a valid date or date/time."
 INVALID_ID = "A valid integer is required."
-
-
-def _datetime(value: str) -> datetime | None:
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        return None
 
 
 def _date_or_datetime(value: str) -> date | datetime | None:
     """A bare ``YYYY-MM-DD`` stays a date (a whole day); anything else must be a date-time."""
     text = value.strip()
-    if len(text) == 10:
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            return None
-    return _datetime(text)
-
-
-async def list_filters(
-    search: Annotated[str, Query(description="Case-insensitive search terms.")] = "",
-    ordering: Annotated[str, Query(description="Comma-separated fields, `-` for descending.")] = "",
-    updated_after: Annotated[
-        str | None, Query(description="Only records updated at or after this ISO date-time.")
-    ] = None,
-) -> ListFilters:
-    since = None
-    if updated_after is not None:
-        since = _datetime(updated_after)
-        if since is None:
-            raise ValidationFailed({"updated_after": INVALID_DATETIME})
-    return ListFilters(search=search, ordering=ordering, updated_after=since)
-
-
-ListFiltersDep = Annotated[ListFilters, Depends(list_filters)]
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else utc_datetime(text)
+    except ValueError:
+        return None
 
 
 async def consultation_filters(

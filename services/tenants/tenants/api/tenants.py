@@ -1,8 +1,7 @@
 """``/api/tenants/``: the tenant registry, for platform superusers only."""
 
-from datetime import datetime
-
 from common.db import SessionDep
+from common.listing import ListFiltersDep
 from common.pagination import Page, PageDep
 from common.tokens import require_superuser
 from fastapi import APIRouter, Depends, Response
@@ -19,18 +18,13 @@ router = APIRouter(
 
 @router.get("/")
 def list_tenants(
-    session: SessionDep,
-    paging: PageDep,
-    search: str | None = None,
-    ordering: str | None = None,
-    updated_after: datetime | None = None,
+    session: SessionDep, paging: PageDep, filters: ListFiltersDep
 ) -> Page[TenantPublic]:
     """List live tenants (search on name, schema_name, domain_url)."""
-    query = crud.TenantQuery(search=search, ordering=ordering, updated_after=updated_after)
-    count = crud.count_tenants(session=session, query=query)
+    count = crud.count_tenants(session=session, filters=filters)
     number = paging.number(count)
     tenants = crud.list_tenants(
-        session=session, query=query, offset=paging.offset(number), limit=paging.size
+        session=session, filters=filters, offset=paging.offset(number), limit=paging.size
     )
     return paging.envelope(number, count, [TenantPublic.model_validate(t) for t in tenants])
 

@@ -1,0 +1,80 @@
+"""What every list accepts besides its page (DESIGN.md section 5), parsed the same way everywhere.
+
+``?search=`` (each service says which fields), ``?ordering=name,-created_at`` on listed fields
+(unknown ones ignored, as DRF's OrderingFilter does) and ``?updated_after=<ISO date-time>``
+for incremental sync (a naive value is UTC; a bad one is a 400 on the parameter).
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Query
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import InstrumentedAttribute, Mapped
+
+from common.db import as_utc
+from common.errors import ValidationFailed
+
+INVALID_DATETIME = "Enter a valid date/time."
+
+Sortable = ColumnElement[Any] | InstrumentedAttribute[Any] | Mapped[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    """The parsed parameters (search and ordering still as given: each service applies them)."""
+
+    search: str = ""
+    ordering: str = ""
+    updated_after: datetime | None = None
+
+
+def utc_datetime(text: str) -> datetime:
+    """An ISO 8601 date-time as aware UTC (a naive value is UTC); ValueError otherwise."""
+    return as_utc(datetime.fromisoformat(text.strip()))
+
+
+async def list_filters(
+    search: Annotated[str, Query(description="Case-insensitive search terms.")] = "",
+    ordering: Annotated[str, Query(description="Comma-separated fields, `-` for descending.")] = "",
+    updated_after: Annotated[
+        str | None, Query(description="Only records updated at or after this ISO date-time.")
+    ] = None,
+) -> ListFilters:
+    """The dependency (no I/O: an ``async def`` runs inline, without a thread hand-off)."""
+    since = None
+    if updated_after is not None:
+        try:
+            since = utc_datetime(updated_after)
+        except ValueError:
+            raise ValidationFailed({"updated_after": INVALID_DATETIME}) from None
+    return ListFilters(search=search, ordering=ordering, updated_after=since)
+
+
+ListFiltersDep = Annotated[ListFilters, Depends(list_filters)]
+
+
+def order_by(
+    ordering: str, columns: Mapping[str, Sortable], tie_breaker: str = "id"
+) -> list[ColumnElement[Any]]:
+    """ORDER BY clauses for ``?ordering=``: the fields of ``columns`` in the order given
+    (unknown or repeated ones ignored), then ``columns[tie_breaker]`` unless already named, so
+    pages never overlap or skip; it takes the last field's direction to keep one index scan."""
+    clauses: list[ColumnElement[Any]] = []
+    seen: set[str] = set()
+    descending = False
+    for raw in ordering.split(","):
+        term = raw.strip()
+        name = term.removeprefix("-")
+        column = columns.get(name)
+        if column is None or name in seen:
+            continue
+        seen.add(name)
+        descending = term.startswith("-")
+        clauses.append(column.desc() if descending else column.asc())
+    if tie_breaker not in seen:
+        last = columns[tie_breaker]
+        clauses.append(last.desc() if descending else last.asc())
+    return clauses
