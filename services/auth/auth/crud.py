@@ -2,10 +2,13 @@
 
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from common.db import utcnow
 from common.errors import TokenInvalid, ValidationFailed
-from sqlalchemy import delete, func, update
+from common.listing import ListFilters, order_by
+from sqlalchemy import ColumnElement, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
@@ -19,10 +22,8 @@ from auth.models import (
     User,
     UserRegister,
     UserUpdate,
-    as_utc,
     normalize_username,
     username_key,
-    utcnow,
 )
 from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings
@@ -105,18 +106,62 @@ def authenticate(
     return user
 
 
+# ?ordering= fields of the users list (unknown ones ignored; id breaks ties).
+USER_ORDERING = {
+    "id": col(User.id),
+    "username": col(User.username_key),
+    "email": col(User.email),
+    "role": col(User.role),
+    "is_active": col(User.is_active),
+    "date_joined": col(User.date_joined),
+    "updated_at": col(User.updated_at),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UserScope:
+    """Whose users a caller sees: one tenant's (``tenant``) or every tenant's (None)."""
+
+    tenant: str | None
+    include_superusers: bool
+
+
+def _user_conditions(scope: UserScope, filters: ListFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if scope.tenant is not None:
+        conditions.append(col(User.tenant) == scope.tenant)
+    if not scope.include_superusers:
+        conditions.append(col(User.is_superuser).is_(False))
+    # As DRF's SearchFilter: every term (split on spaces and commas) in username or email.
+    for term in filters.search.replace("\x00", "").replace(",", " ").split():
+        conditions.append(
+            or_(
+                col(User.username_key).contains(term.casefold(), autoescape=True),
+                func.lower(col(User.email)).contains(term.lower(), autoescape=True),
+            )
+        )
+    if filters.updated_after is not None:
+        conditions.append(col(User.updated_at) >= filters.updated_after)
+    return conditions
+
+
+def count_users(*, session: Session, scope: UserScope, filters: ListFilters) -> int:
+    conditions = _user_conditions(scope, filters)
+    return session.exec(select(func.count()).select_from(User).where(*conditions)).one()
+
+
 def list_users(
-    *, session: Session, tenant: str | None, include_superusers: bool, offset: int, limit: int
-) -> tuple[int, list[User]]:
-    """A page of users (``tenant`` None: every tenant) and the total count."""
-    statement = select(User)
-    if tenant is not None:
-        statement = statement.where(User.tenant == tenant)
-    if not include_superusers:
-        statement = statement.where(col(User.is_superuser).is_(False))
-    count = session.exec(select(func.count()).select_from(statement.subquery())).one()
-    users = session.exec(statement.order_by(col(User.id)).offset(offset).limit(limit)).all()
-    return count, list(users)
+    *, session: Session, scope: UserScope, filters: ListFilters, offset: int, limit: int
+) -> list[User]:
+    """A page of the users in ``scope`` matching ``filters``."""
+    statement = (
+        select(User)
+        .where(*_user_conditions(scope, filters))
+        .order_by(*order_by(filters.ordering, USER_ORDERING))
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(session.exec(statement).all())
 
 
 def update_user(*, session: Session, user: User, data: UserUpdate, actor: User) -> User:
@@ -193,7 +238,7 @@ def _retry_after(session: Session, column: Mapped[str], value: str, limit: int, 
     failed_at = session.exec(statement).first()
     if failed_at is None:
         return 0
-    remaining = (as_utc(failed_at) + timedelta(seconds=window) - utcnow()).total_seconds()
+    remaining = (failed_at + timedelta(seconds=window) - utcnow()).total_seconds()
     return max(1, math.ceil(remaining))
 
 

@@ -2,13 +2,14 @@
 
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Any
 
+from common.db import UTCDateTime, utcnow
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ValidationInfo, field_validator
-from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, Text
+from pydantic import ValidationInfo, field_validator
+from sqlalchemy import Column, ForeignKey, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
 from auth.passwords import password_problems
@@ -19,20 +20,9 @@ USERNAME_PATTERN = re.compile(r"^[\w.@+-]+\Z")
 BLANK = "This field may not be blank."
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
-
-
 def _timestamp(*, nullable: bool = False, index: bool = False) -> Any:
-    column = Column(DateTime(timezone=True), nullable=nullable, index=index)
+    # Aware UTC on both backends (SQLite stores naive UTC text).
+    column: Column[datetime] = Column(UTCDateTime(), nullable=nullable, index=index)
     if nullable:
         return Field(default=None, sa_column=column)
     return Field(default_factory=utcnow, sa_column=column)
@@ -142,7 +132,9 @@ class UserPublic(SQLModel):
 
 class UserDetail(UserPublic):
     is_superuser: bool
-    date_joined: UtcDateTime
+    date_joined: datetime
+    # Lists take ?updated_after=: a client syncing users needs the value it compares with.
+    updated_at: datetime
 
 
 class UserUpdate(SQLModel):
@@ -245,15 +237,3 @@ class LoginFailure(SQLModel, table=True):
     username_key: str = Field(max_length=USERNAME_MAX_LENGTH)
     address: str = Field(max_length=64)
     failed_at: datetime = _timestamp(index=True)
-
-
-# ---- pages --------------------------------------------------------------------------------
-
-T = TypeVar("T")
-
-
-class Page(BaseModel, Generic[T]):
-    count: int
-    next: str | None
-    previous: str | None
-    results: list[T]

@@ -72,8 +72,10 @@ def test_me_describes_the_caller(server: httpx.Client, user: User, login: Login)
         "is_active": True,
         "is_superuser": False,
         "date_joined": body["date_joined"],
+        "updated_at": body["updated_at"],
     }
     assert datetime.fromisoformat(body["date_joined"]).utcoffset() is not None
+    assert datetime.fromisoformat(body["updated_at"]) >= datetime.fromisoformat(body["date_joined"])
 
 
 def test_me_without_a_token_is_a_401(server: httpx.Client) -> None:

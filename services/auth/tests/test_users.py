@@ -5,6 +5,7 @@ The caller's tenant is the default one (its users log in without a tenants servi
 """
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -67,6 +68,7 @@ def test_admin_lists_the_users_of_its_own_tenant_only(
     assert _usernames(response) == ["admin_a", "staff_a", "pending_a"]
     assert set(body["results"][0]) == {
         "id", "username", "email", "tenant", "role", "is_active", "is_superuser", "date_joined",
+        "updated_at",
     }  # fmt: skip
 
 
@@ -135,7 +137,7 @@ def test_page_links_use_the_scheme_and_host_the_client_used_at_the_gateway(
 
 
 def test_invalid_pages_are_a_404(client: httpx.Client, as_admin: dict[str, str]) -> None:
-    for page in ["0", "-1", "abc", "2", "99999999999999999999"]:
+    for page in ["0", "-1", "abc", "2", "99999999999999999999", "first"]:
         response = client.get("/api/auth/users/", params={"page": page}, headers=as_admin)
 
         assert response.status_code == 404, page
@@ -166,6 +168,95 @@ def test_page_size_is_capped_at_200_and_a_bad_one_means_the_default(
     assert capped.json()["count"] == 205
     assert len(capped.json()["results"]) == 200
     assert len(default.json()["results"]) == 50
+
+
+def test_the_last_page_is_reachable_by_name(
+    client: httpx.Client, as_admin: dict[str, str], make_user: MakeUser
+) -> None:
+    for index in range(3):
+        make_user(f"extra{index}")  # six users in the tenant now
+
+    response = client.get("/api/auth/users/?page_size=4&page=last", headers=as_admin)
+
+    assert response.status_code == 200
+    assert _usernames(response) == ["extra1", "extra2"]
+    assert response.json()["previous"] == f"{client.base_url}/api/auth/users/?page_size=4"
+
+
+def test_search_looks_in_username_and_email_case_insensitively(
+    client: httpx.Client, as_admin: dict[str, str], people: dict[str, User], db: Session
+) -> None:
+    staff = db.get(User, people["staff"].id)
+    assert staff is not None
+    staff.email = "Rosa.Parks@Clinic.example"
+    db.add(staff)
+    db.commit()
+
+    by_email = client.get("/api/auth/users/", params={"search": "rosa.PARKS"}, headers=as_admin)
+    by_name = client.get("/api/auth/users/", params={"search": "PENDING"}, headers=as_admin)
+    both_terms = client.get("/api/auth/users/", params={"search": "staff clinic"}, headers=as_admin)
+    wildcard = client.get("/api/auth/users/", params={"search": "%_"}, headers=as_admin)
+
+    assert _usernames(by_email) == ["staff_a"]
+    assert _usernames(by_name) == ["pending_a"]
+    assert _usernames(both_terms) == ["staff_a"]
+    assert by_email.json()["count"] == 1
+    assert _usernames(wildcard) == []  # LIKE wildcards are matched literally
+
+
+def test_search_stays_within_the_admins_tenant(
+    client: httpx.Client, as_admin: dict[str, str], people: dict[str, User]
+) -> None:
+    response = client.get("/api/auth/users/", params={"search": "admin"}, headers=as_admin)
+
+    assert _usernames(response) == ["admin_a"]  # not admin_b, nor the superuser
+
+
+@pytest.mark.parametrize(
+    ("ordering", "expected"),
+    [
+        ("username", ["admin_a", "pending_a", "staff_a"]),
+        ("-username", ["staff_a", "pending_a", "admin_a"]),
+        ("is_active,username", ["pending_a", "admin_a", "staff_a"]),
+        ("-id", ["pending_a", "staff_a", "admin_a"]),
+        ("password_hash,unknown", ["admin_a", "staff_a", "pending_a"]),  # ignored, as in DRF
+    ],
+)
+def test_ordering_on_listed_fields(
+    client: httpx.Client, as_admin: dict[str, str], ordering: str, expected: list[str]
+) -> None:
+    response = client.get("/api/auth/users/", params={"ordering": ordering}, headers=as_admin)
+
+    assert response.status_code == 200
+    assert _usernames(response) == expected
+
+
+def test_updated_after_lists_the_users_changed_since(
+    client: httpx.Client, as_admin: dict[str, str], people: dict[str, User]
+) -> None:
+    changed = client.patch(
+        f"/api/auth/users/{people['pending'].id}/", json={"is_active": True}, headers=as_admin
+    ).json()
+    since = datetime.fromisoformat(changed["updated_at"])
+    as_naive_utc = since.astimezone(UTC).replace(tzinfo=None).isoformat()
+    as_other_offset = since.astimezone(timezone(timedelta(hours=-5))).isoformat()
+
+    for value in (changed["updated_at"], as_naive_utc, as_other_offset):
+        response = client.get("/api/auth/users/", params={"updated_after": value}, headers=as_admin)
+        assert _usernames(response) == ["pending_a"], value
+    later = (since + timedelta(microseconds=1)).isoformat()
+    response = client.get("/api/auth/users/", params={"updated_after": later}, headers=as_admin)
+    assert response.json()["count"] == 0
+
+
+def test_a_bad_updated_after_is_a_400_on_the_parameter(
+    client: httpx.Client, as_admin: dict[str, str]
+) -> None:
+    for value in ("yesterday", "2026-13-01T00:00", "0001-01-01T00:00+01:00"):
+        response = client.get("/api/auth/users/", params={"updated_after": value}, headers=as_admin)
+
+        assert response.status_code == 400, value
+        assert response.json() == {"updated_after": ["Enter a valid date/time."]}
 
 
 # ---- update -------------------------------------------------------------------------------

@@ -4,13 +4,14 @@ from typing import Annotated
 
 from common.db import SessionDep
 from common.errors import NotFound
+from common.listing import ListFiltersDep
+from common.pagination import Page, PageDep
 from common.tokens import get_principal
 from fastapi import APIRouter, Depends, Query
 
 from auth import crud
 from auth.api.deps import AdminUser, CurrentUser
-from auth.api.pagination import PageDep
-from auth.models import Page, User, UserDetail, UserUpdate
+from auth.models import User, UserDetail, UserUpdate
 
 # Authentication at router level: every route added here needs a valid access token.
 router = APIRouter(prefix="/api/auth", tags=["users"], dependencies=[Depends(get_principal)])
@@ -27,21 +28,23 @@ def list_users(
     session: SessionDep,
     admin: AdminUser,
     page: PageDep,
+    filters: ListFiltersDep,
     tenant: Annotated[str | None, Query(description="schema_name (superusers only)")] = None,
-) -> Page[User]:
-    """Users of the caller's tenant; a superuser sees every tenant's, or one's with ``?tenant=``."""
+) -> Page[UserDetail]:
+    """Users of the caller's tenant; a superuser sees every tenant's, or one's with ``?tenant=``.
+
+    ``?search=`` looks in username and email.
+    """
     if admin.is_superuser:
-        scope = tenant.strip() if tenant and tenant.strip() else None
+        scope = crud.UserScope(tenant=(tenant or "").strip() or None, include_superusers=True)
     else:
-        scope = admin.tenant
-    count, users = crud.list_users(
-        session=session,
-        tenant=scope,
-        include_superusers=admin.is_superuser,
-        offset=page.offset,
-        limit=page.size,
+        scope = crud.UserScope(tenant=admin.tenant, include_superusers=False)
+    count = crud.count_users(session=session, scope=scope, filters=filters)
+    number = page.number(count)
+    users = crud.list_users(
+        session=session, scope=scope, filters=filters, offset=page.offset(number), limit=page.size
     )
-    return page.page(count, users)
+    return page.envelope(number, count, [UserDetail.model_validate(user) for user in users])
 
 
 @router.patch("/users/{user_id}/", response_model=UserDetail)
