@@ -134,12 +134,15 @@ async def page_request(
     ] = None,
 ) -> PageRequest:
     """The dependency (no I/O: an ``async def`` runs inline, without a thread hand-off)."""
-    return PageRequest(
+    paging = PageRequest(
         page=page.strip(),
         size=parse_page_size(page_size),
         base_url=f"{public_base_url(request)}{request.url.path}",
         params=tuple((k, v) for k, v in request.query_params.multi_items() if k != "page"),
     )
+    if paging.page != LAST_PAGE:
+        paging.requested  # noqa: B018 -- 404 for ?page=abc before the list's COUNT runs
+    return paging
 
 
 PageDep = Annotated[PageRequest, Depends(page_request)]
