@@ -311,3 +311,24 @@ def test_refreshed_answers_are_kept_when_a_refresh_fails(
     warnings = [line for line in capsys.readouterr().out.splitlines() if "refresh failed" in line]
     assert warnings
     assert not any("public" in line for line in warnings)
+
+
+def test_an_answer_older_than_the_staleness_bound_is_not_trusted(
+    make_edge: Any,
+    signer: TestSigner,
+    stoppable_tenants: tuple[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The contract's bound is one minute; shortened here so the test need not wait for it.
+    monkeypatch.setattr("edge.tenants.MAX_TENANT_STALENESS", 1.0)
+    tenants_url, stop_tenants = stoppable_tenants
+    with make_edge(tenants_url=tenants_url, tenant_cache_seconds=0.4) as url:
+        stop_tenants()
+        time.sleep(0.5)
+        assert _verify(url, signer.mint(tenant="public")).status_code == 200  # stale, in bound
+        time.sleep(0.7)
+        # Past the bound with the registry still down: a deleted tenant's tokens could be
+        # passing, so the edge refuses to vouch (503), never answers "active".
+        response = _verify(url, signer.mint(tenant="public"))
+        assert response.status_code == 503
+        assert response.json() == {"detail": "Tenant registry unavailable, try again shortly."}
