@@ -37,6 +37,8 @@ log = logging.getLogger("dentiapro.clinic.db")
 MIGRATIONS = migrations_dir(__file__)
 SCHEMA_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 SQLITE_SUFFIX = ".sqlite3"
+# PostgreSQL's invalid_schema_name and undefined_table: a provisioned tenant's schema is gone.
+MISSING_SCHEMA_CODES = frozenset({"3F000", "42P01"})
 # Alembic's ``op`` and ``context`` are process-wide proxies: two upgrades running at once in
 # one process (two tenants' first requests) would run each other's operations. Upgrades in a
 # process therefore take turns; other processes are kept apart by the database's own locks.
@@ -94,8 +96,17 @@ class TenantDatabases:
         request cannot interleave with another writer (two PUTs never mix).
         """
         self.ensure_tenant(tenant)
-        with Session(self._bind(tenant, write=write), expire_on_commit=False) as session:
-            yield session
+        try:
+            with Session(self._bind(tenant, write=write), expire_on_commit=False) as session:
+                yield session
+        except sa_exc.ProgrammingError as exc:
+            if getattr(exc.orig, "pgcode", None) not in MISSING_SCHEMA_CODES:
+                raise
+            # An operator dropped this tenant's schema under the running service: set it up
+            # again on the next request rather than fail every request until a restart.
+            log.warning("tenant schema missing; provisioning it again", extra={"tenant": tenant})
+            self.forget(tenant)
+            raise ServiceUnavailable(DATABASE_UNAVAILABLE) from exc
 
     def ensure_tenant(self, tenant: str) -> None:
         if tenant in self._provisioned:

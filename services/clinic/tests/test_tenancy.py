@@ -190,6 +190,37 @@ def test_tenant_data_lives_in_its_own_schema_or_file(
     engine.dispose()
 
 
+def test_a_tenant_whose_data_an_operator_dropped_is_set_up_again_not_a_500(
+    shared_backend: str,
+    shared_database_url: str,
+    fresh_api: httpx.Client,
+    make_patient: Callable[..., Json],
+    sqlite_tenant_file: Callable[[str, str], Path],
+    tenant_of: Callable[[httpx.Client], str],
+) -> None:
+    make_patient(fresh_api)
+    tenant = tenant_of(fresh_api)
+    if shared_backend == "sqlite":
+        path = sqlite_tenant_file(shared_database_url, tenant)
+        for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            leftover.unlink(missing_ok=True)
+    else:
+        engine = create_engine(shared_database_url)
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{tenant}" CASCADE'))
+        engine.dispose()
+        # The running service learns of it from the failed statement: one 503, never a 500.
+        first = fresh_api.get("/api/patients/")
+        assert first.status_code == 503
+        assert first.json() == {"detail": "Database unavailable, try again shortly."}
+
+    listed = fresh_api.get("/api/patients/")
+    assert listed.status_code == 200
+    assert listed.json()["count"] == 0
+    make_patient(fresh_api)
+    assert fresh_api.get("/api/patients/").json()["count"] == 1
+
+
 def _alembic_rows(url: str, tenant: str) -> list[str]:
     if url.startswith("sqlite"):
         path = ClinicSettings(database_url=url).sqlite_tenant_dir / f"{tenant}.sqlite3"
