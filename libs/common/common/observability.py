@@ -133,6 +133,10 @@ ACCESS_LOG = "access_log"
 # bounded (route templates, methods, status codes), as the metrics' own series are.
 _request_counters: dict[tuple[str, str, int], Any] = {}
 _latency_histograms: dict[tuple[str, str], Any] = {}
+# The method is the client's choice (the HTTP parser lets WebDAV's and others through, and the
+# gateway passes them on): the rest count as one value, so no client can add series at will.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 
 
 def _count(method: str, route: str, status: int, elapsed: float) -> None:
@@ -189,7 +193,7 @@ class ObservabilityMiddleware:
             HTTP_IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
-            method = scope["method"]
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
             _count(method, route, status, elapsed)
             if status >= 400 or state.get(ACCESS_LOG) is not False:
                 principal = state.get("principal")

@@ -135,6 +135,16 @@ def test_metrics_use_route_templates_not_raw_paths(client: httpx.Client, sample_
     assert by_route[("<unmatched>", "GET", "404")] >= 1
 
 
+def test_made_up_methods_share_one_metrics_label(client: httpx.Client, sample_url: str) -> None:
+    # Clients choose the method (WebDAV's and others reach the app): none adds its own series.
+    unusual = {"PROPFIND", "MKCOL", "PURGE"}
+    for method in unusual:
+        assert client.request(method, "/api/items/1/").status_code == 405
+    methods = {s.labels.get("method") for s in samples(sample_url) if "method" in s.labels}
+    assert not unusual & methods
+    assert "OTHER" in methods
+
+
 def test_metrics_have_latency_histogram_in_flight_and_pool_figures(
     client: httpx.Client, sample_url: str
 ) -> None:
