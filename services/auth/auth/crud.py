@@ -222,57 +222,85 @@ def ensure_superuser(
 
 
 # ---- login throttling ---------------------------------------------------------------------
+#
+# An attempt is recorded as a failure *before* the password is checked, and forgotten if it
+# succeeds. Checking first and recording after the (slow) hash let a burst of parallel
+# attempts all pass the check before any failure was saved; now the k-th attempt to be
+# recorded counts at least k rows, so at most the limit get as far as the password check.
 
 
-def _retry_after(session: Session, column: Mapped[str], value: str, limit: int, window: int) -> int:
-    """Seconds until failures for ``value`` drop below ``limit`` again (0: not throttled)."""
-    since = utcnow() - timedelta(seconds=window)
-    # The limit-th newest failure is the one whose expiry lets the next attempt through.
+def _retry_after(
+    session: Session, column: Mapped[str], value: str, limit: int, window: int, now: datetime
+) -> int:
+    """Seconds until ``value``'s recorded attempts (this one included) are within ``limit``
+    failures before it again (0: this attempt may go ahead)."""
+    # The (limit + 1)-th newest row is the one whose expiry lets this attempt through.
     statement = (
         select(LoginFailure.failed_at)
-        .where(column == value, col(LoginFailure.failed_at) > since)
+        .where(column == value, col(LoginFailure.failed_at) > now - timedelta(seconds=window))
         .order_by(col(LoginFailure.failed_at).desc())
-        .offset(limit - 1)
+        .offset(limit)
         .limit(1)
     )
     failed_at = session.exec(statement).first()
     if failed_at is None:
         return 0
-    remaining = (failed_at + timedelta(seconds=window) - utcnow()).total_seconds()
+    remaining = (failed_at + timedelta(seconds=window) - now).total_seconds()
     return max(1, math.ceil(remaining))
 
 
-def login_retry_after(
-    *, session: Session, username: str, address: str, settings: AuthSettings
-) -> int:
-    """0 when a login may be attempted, else the seconds to wait."""
-    window = settings.login_failure_window
-    return max(
-        _retry_after(
-            session,
-            col(LoginFailure.username_key),
-            username_key(username),
-            settings.login_failures_per_username,
-            window,
-        ),
-        _retry_after(
-            session, col(LoginFailure.address), address, settings.login_failures_per_address, window
-        ),
-    )
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    id: int
+    retry_after: int  # 0: go ahead and check the password; else refused (nothing recorded)
 
 
-def record_login_failure(
+def start_login_attempt(
     *, session: Session, username: str, address: str, settings: AuthSettings
-) -> None:
+) -> LoginAttempt:
+    """Record the attempt (as a failure until ``forget_login_attempt``) and check the limits."""
     now = utcnow()
+    window = settings.login_failure_window
     # Failures older than the window count for nothing; pruning here keeps the table small.
     session.exec(
         delete(LoginFailure)
-        .where(col(LoginFailure.failed_at) < now - timedelta(seconds=settings.login_failure_window))
+        .where(col(LoginFailure.failed_at) < now - timedelta(seconds=window))
         .execution_options(synchronize_session=False)
     )
-    session.add(
-        LoginFailure(username_key=username_key(username)[:150], address=address[:64], failed_at=now)
+    key = username_key(username)[:150]
+    attempt = LoginFailure(username_key=key, address=address[:64], failed_at=now)
+    session.add(attempt)
+    session.commit()  # visible to every other attempt before this one is judged
+    assert attempt.id is not None
+    retry_after = max(
+        _retry_after(
+            session,
+            col(LoginFailure.username_key),
+            key,
+            settings.login_failures_per_username,
+            window,
+            now,
+        ),
+        _retry_after(
+            session,
+            col(LoginFailure.address),
+            address[:64],
+            settings.login_failures_per_address,
+            window,
+            now,
+        ),
+    )
+    if retry_after:
+        forget_login_attempt(session=session, attempt_id=attempt.id)  # refused, not failed
+    return LoginAttempt(id=attempt.id, retry_after=retry_after)
+
+
+def forget_login_attempt(*, session: Session, attempt_id: int) -> None:
+    """The attempt succeeded (or was refused unheard): it is no failure."""
+    session.exec(
+        delete(LoginFailure)
+        .where(col(LoginFailure.id) == attempt_id)
+        .execution_options(synchronize_session=False)
     )
     session.commit()
 

@@ -296,6 +296,39 @@ def test_failures_from_one_address_are_limited_across_usernames(
     assert elsewhere.status_code == 200
 
 
+def test_a_parallel_burst_gets_no_more_password_checks_than_the_limit(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    # All sent at once: were attempts judged before the earlier ones were recorded, most of
+    # the burst would reach the password check (each one a guess).
+    client = start_auth(login_failures_per_username=3)
+    make_user("quinn")
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(
+            pool.map(lambda n: _login(client, "quinn", f"guess-{n}-pass").status_code, range(16))
+        )
+
+    # Attempts still in flight count too, so fewer than three may get as far (never more).
+    assert 1 <= statuses.count(401) <= 3
+    assert statuses.count(401) + statuses.count(429) == 16
+
+
+def test_a_refused_attempt_is_not_a_failure(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    client = start_auth(login_failure_window=3, login_failures_per_username=2)
+    make_user("rhea")
+    for _ in range(2):
+        assert _login(client, "rhea", "wrong-password-9").status_code == 401
+    throttled = _login(client, "rhea", password)
+    assert throttled.status_code == 429
+    for _ in range(5):  # refused ones must not push the lock further out
+        assert _login(client, "rhea", password).status_code == 429
+    time.sleep(int(throttled.headers["Retry-After"]) + 0.2)
+
+    assert _login(client, "rhea", password).status_code == 200
+
+
 def test_throttling_is_shared_by_replicas(
     start_auth: StartAuth, make_user: MakeUser, password: str
 ) -> None:

@@ -1,9 +1,9 @@
 """Registration, login, token refresh, logout and the JWKS: the routes that need no token."""
 
-from typing import Any, NoReturn
+from typing import Any
 
 from common.db import SessionDep
-from common.errors import AuthenticationFailed, Throttled, TokenInvalid
+from common.errors import AuthenticationFailed, ServiceUnavailable, Throttled, TokenInvalid
 from common.tokens import TokenVerifier
 from fastapi import APIRouter, Response, status
 from sqlmodel import Session
@@ -28,7 +28,6 @@ from auth.models import (
     UserPublic,
     UserRegister,
 )
-from auth.settings import AuthSettings
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -43,16 +42,6 @@ def register(
     return crud.create_user(session=session, data=data, tenant=tenant, hasher=hasher)
 
 
-def _refuse_login(
-    session: Session, username: str, address: str, settings: AuthSettings, result: str
-) -> NoReturn:
-    crud.record_login_failure(
-        session=session, username=username, address=address, settings=settings
-    )
-    LOGINS.labels(result).inc()
-    raise AuthenticationFailed(NO_ACTIVE_ACCOUNT)
-
-
 @router.post("/login/")
 def login(
     data: LoginRequest,
@@ -64,19 +53,29 @@ def login(
     hasher: HasherDep,
 ) -> TokenPair:
     """Exchange a username and password for an access and a refresh token."""
-    retry_after = crud.login_retry_after(
+    attempt = crud.start_login_attempt(
         session=session, username=data.username, address=address, settings=settings
     )
-    if retry_after:
+    if attempt.retry_after:
         LOGINS.labels("throttled").inc()
-        raise Throttled(retry_after)
+        raise Throttled(attempt.retry_after)
+    # From here the attempt counts as a failure unless it succeeds.
     user = crud.authenticate(
         session=session, username=data.username, password=data.password, hasher=hasher
     )
     if user is None or not user.is_active:
-        _refuse_login(session, data.username, address, settings, "bad_credentials")
-    if not tenants.is_active(user.tenant):
-        _refuse_login(session, data.username, address, settings, "inactive_tenant")
+        LOGINS.labels("bad_credentials").inc()
+        raise AuthenticationFailed(NO_ACTIVE_ACCOUNT)
+    try:
+        tenant_active = tenants.is_active(user.tenant)
+    except ServiceUnavailable:
+        # The registry did not answer: the right password must not count as a failure.
+        crud.forget_login_attempt(session=session, attempt_id=attempt.id)
+        raise
+    if not tenant_active:
+        LOGINS.labels("inactive_tenant").inc()
+        raise AuthenticationFailed(NO_ACTIVE_ACCOUNT)
+    crud.forget_login_attempt(session=session, attempt_id=attempt.id)
     LOGINS.labels("success").inc()
     return crud.issue_token_pair(session=session, signer=signer, user=user, settings=settings)
 
