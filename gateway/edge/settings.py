@@ -27,10 +27,6 @@ class EdgeSettings(ServiceSettings):
     upstream_health_timeout: float = Field(
         2.0, gt=0, validation_alias=env("EDGE_HEALTH_TIMEOUT", "upstream_health_timeout")
     )
-    # Unknown key ids trigger a JWKS fetch at most this often.
-    jwks_refetch_interval: float = Field(
-        1.0, gt=0, validation_alias=env("JWKS_REFETCH_INTERVAL", "jwks_refetch_interval")
-    )
 
     @property
     def upstreams(self) -> dict[str, str]:

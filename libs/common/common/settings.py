@@ -25,6 +25,10 @@ class ServiceSettings(BaseSettings):
         "public", validation_alias=env("DENTIAPRO_DEFAULT_TENANT", "default_tenant")
     )
     jwt_issuer: str = Field("dentiapro-auth", validation_alias=env("JWT_ISSUER", "jwt_issuer"))
+    # Unknown key ids (a rotated signing key) trigger a JWKS fetch at most this often.
+    jwks_refetch_interval: float = Field(
+        1.0, gt=0, validation_alias=env("JWKS_REFETCH_INTERVAL", "jwks_refetch_interval")
+    )
     log_level: str = Field("INFO", validation_alias=env("LOG_LEVEL", "log_level"))
     # Requests without a database answer within this many seconds at /health/.
     health_timeout: float = Field(1.5, validation_alias=env("HEALTH_TIMEOUT", "health_timeout"))

@@ -142,7 +142,8 @@ def assert_not_ready_until_keys_load(
 ) -> None:
     """A service started while auth is unreachable: /health/ fails on ``jwks`` (the database
     passing) and a valid token gets 503 + Retry-After, not 401; once auth serves its JWKS
-    (on the address ``make_app`` was given) the service turns ready and the token works.
+    (on the address ``make_app`` was given) the service turns ready and the token works; a key
+    auth adds later (rotation) is accepted on its first token.
 
     ``make_app(auth_url)`` builds the service's app fetching the JWKS from ``auth_url``;
     ``claims`` shape the token (``is_superuser=True`` for a superuser route).
@@ -157,7 +158,8 @@ def assert_not_ready_until_keys_load(
         response = client.get(protected_path, headers=signer.auth_header(**claims))
         assert response.status_code == 503, response.text
         assert response.headers["Retry-After"] == "1"
-        with serve(JwksServer(signer).app, port=port):
+        jwks_server = JwksServer(signer)
+        with serve(jwks_server.app, port=port):
             deadline = time.monotonic() + 10
             while client.get("/health/").status_code != 200:
                 assert time.monotonic() < deadline, "keys never loaded"
@@ -165,4 +167,10 @@ def assert_not_ready_until_keys_load(
             health = client.get("/health/")
             assert health.json()["checks"]["jwks"]["status"] == "pass"
             response = client.get(protected_path, headers=signer.auth_header(**claims))
+            assert response.status_code == 200, response.text
+            # Auth rotates its key: the first token under the new kid makes the service fetch
+            # the JWKS again (JWKS_REFETCH_INTERVAL, 1 s by default, after the last fetch).
+            jwks_server.add_key(rotated := TestSigner(issuer=signer.issuer))
+            time.sleep(1.1)
+            response = client.get(protected_path, headers=rotated.auth_header(**claims))
             assert response.status_code == 200, response.text

@@ -50,14 +50,16 @@ def create_app(
         # One "tenant provisioned" line of ours says it; Alembic's per-step lines are noise.
         logging.getLogger("alembic").setLevel(logging.WARNING)
         verifier = token_verifier or TokenVerifier(
-            http_jwks_source(settings.jwks_url), issuer=settings.jwt_issuer
+            http_jwks_source(settings.jwks_url),
+            issuer=settings.jwt_issuer,
+            refetch_interval=settings.jwks_refetch_interval,
         )
         app.state.token_verifier = verifier
         databases = tenant_databases(settings)
         app.state.databases = databases
         await asyncio.to_thread(_provision_default_tenant, databases)
         try:
-            async with keys_prefetched(verifier):
+            async with keys_prefetched(verifier, settings.jwks_refetch_interval):
                 yield
         finally:
             databases.dispose()

@@ -45,11 +45,13 @@ def create_app(
             )
         app.state.engine = engine
         verifier = token_verifier or TokenVerifier(
-            http_jwks_source(settings.jwks_url), issuer=settings.jwt_issuer
+            http_jwks_source(settings.jwks_url),
+            issuer=settings.jwt_issuer,
+            refetch_interval=settings.jwks_refetch_interval,
         )
         app.state.token_verifier = verifier
         try:
-            async with keys_prefetched(verifier):
+            async with keys_prefetched(verifier, settings.jwks_refetch_interval):
                 yield
         finally:
             engine.dispose()
