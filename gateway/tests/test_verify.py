@@ -1,9 +1,5 @@
 """ForwardAuth ``/verify/``: what the gateway lets through, and the 401s clients receive."""
 
-import base64
-import hashlib
-import hmac
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,18 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from common.testing import TestSigner, free_port, serve
-from cryptography.hazmat.primitives import serialization
+from common.testing import TestSigner, forge_token, free_port, hs256_token, serve, with_claims
 from prometheus_client.parser import text_string_to_metric_families
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _forge(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
-    head = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
-    return f"{head}.{_b64(signature)}"
 
 
 def _verify(url: str, token: str | None, **headers: str) -> httpx.Response:
@@ -147,24 +133,18 @@ def test_token_with_unknown_kid_is_refused(edge_url: str) -> None:
 
 
 def test_alg_none_token_is_refused(edge_url: str, signer: TestSigner) -> None:
-    token = _forge({"alg": "none", "typ": "JWT", "kid": signer.kid}, signer.claims())
+    token = forge_token({"alg": "none", "typ": "JWT", "kid": signer.kid}, signer.claims())
     _assert_token_not_valid(_verify(edge_url, token))
 
 
 def test_hs256_signed_with_the_public_key_is_refused(edge_url: str, signer: TestSigner) -> None:
-    public = signer.private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
     header = {"alg": "HS256", "typ": "JWT", "kid": signer.kid}
-    unsigned = _forge(header, signer.claims()).rsplit(".", 1)[0]
-    signature = hmac.new(public, unsigned.encode(), hashlib.sha256).digest()
-    _assert_token_not_valid(_verify(edge_url, f"{unsigned}.{_b64(signature)}"))
+    token = hs256_token(header, signer.claims(), signer.public_key_encodings["pem"])
+    _assert_token_not_valid(_verify(edge_url, token))
 
 
 def test_tampered_claims_are_refused(edge_url: str, signer: TestSigner) -> None:
-    header, _, signature = signer.mint(user_id=7).split(".")
-    claims = signer.claims(user_id=1, is_superuser=True)
-    tampered = f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
+    tampered = with_claims(signer.mint(user_id=7), sub="1", user_id=1, is_superuser=True)
     _assert_token_not_valid(_verify(edge_url, tampered))
 
 

@@ -1,19 +1,28 @@
-"""Test helpers: a signing key that mints tokens the way the auth service does (tests only)."""
+"""Test helpers (tests only): a signing key that mints tokens the way the auth service does,
+hand-forged tokens for the attacks a JWT library will not produce, and a migrations check."""
 
+import base64
+import hashlib
+import hmac
+import json
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
 import httpx
 import jwt
 import uvicorn
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
+from sqlalchemy import Connection, MetaData, Table, inspect
 
 from common.tokens import TokenVerifier
 
@@ -86,6 +95,98 @@ class TestSigner:
 
     def auth_header(self, **kwargs: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.mint(**kwargs)}"}
+
+    @property
+    def public_key_encodings(self) -> dict[str, bytes]:
+        """The public key as an algorithm-confusion attacker would try it for an HMAC secret:
+        PEM, raw bytes, and the JWKS's ``x`` (everyone can read all three)."""
+        public = self.private_key.public_key()
+        return {
+            "pem": public.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            "raw": public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
+            "jwk_x": self.jwks["keys"][0]["x"].encode(),
+        }
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url, as the three parts of a JWT are encoded."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _signing_input(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+
+
+def forge_token(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
+    """A JWT put together by hand, e.g. ``alg: none`` with an empty signature, which no JWT
+    library signs."""
+    return f"{_signing_input(header, claims)}.{b64url(signature)}"
+
+
+def hs256_token(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
+    """A JWT HMAC-SHA256-signed with ``secret`` by hand: PyJWT refuses a PEM public key as an
+    HMAC secret, which is exactly what an algorithm-confusion attack uses."""
+    signing_input = _signing_input(header, claims)
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def with_claims(token: str, **changes: Any) -> str:
+    """``token`` with some claims edited, its header and signature kept: a tampered payload."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    edited = b64url(json.dumps({**claims, **changes}).encode())
+    return f"{header}.{edited}.{signature}"
+
+
+def migration_drift(connection: Connection, models: ModuleType, **options: Any) -> list[Any]:
+    """What Alembic's autogenerate would change to turn the schema on ``connection`` (built by
+    the migrations) into the tables of ``models`` (a service's models module): empty when the
+    migrations and the models agree. ``options`` go to Alembic's ``MigrationContext``.
+
+    Only the module's own tables are compared: SQLModel keeps one process-wide metadata, which
+    holds other services' tables too when their tests share the run.
+    """
+    metadata = MetaData()
+    for value in vars(models).values():
+        table = getattr(value, "__table__", None)
+        defined_here = isinstance(value, type) and value.__module__ == models.__name__
+        if defined_here and isinstance(table, Table):
+            table.to_metadata(metadata)
+    if not metadata.tables:
+        raise ValueError(f"{models.__name__} defines no table: nothing to compare")
+    opts = {"compare_type": True, "compare_server_default": True, **options}
+    context = MigrationContext.configure(connection, opts=opts)
+    return [*compare_metadata(context, metadata), *_partial_index_drift(connection, metadata)]
+
+
+def _predicate(clause: Any) -> str | None:
+    """A partial index's WHERE as comparable text (PostgreSQL reflects ``deleted_at IS NULL``
+    as ``(deleted_at IS NULL)``); None for a full index."""
+    if clause is None:
+        return None
+    return " ".join(str(clause).lower().replace("(", " ").replace(")", " ").split())
+
+
+def _partial_index_drift(connection: Connection, metadata: MetaData) -> list[Any]:
+    """Alembic's autogenerate ignores a partial index's WHERE, yet a unique index with another
+    predicate enforces another rule than the model states: compare them here."""
+    where = f"{connection.dialect.name}_where"
+    inspector = inspect(connection)
+    drift: list[Any] = []
+    for table in metadata.tables.values():
+        migrated = {
+            index["name"]: _predicate(index.get("dialect_options", {}).get(where))
+            for index in inspector.get_indexes(table.name, schema=table.schema)
+        }
+        for index in table.indexes:
+            modelled = _predicate(index.kwargs.get(where))
+            # A missing index is compare_metadata's to report.
+            if index.name in migrated and migrated[index.name] != modelled:
+                drift.append(("modify_index_where", index.name, migrated[index.name], modelled))
+    return drift
 
 
 def free_port() -> int:

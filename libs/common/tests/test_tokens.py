@@ -1,9 +1,5 @@
 """Token verification through ``get_principal`` on a protected route, attacks included."""
 
-import base64
-import hashlib
-import hmac
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -12,18 +8,21 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from common.testing import TEST_ISSUER, TestSigner, serve
+from common.testing import (
+    TEST_ISSUER,
+    TestSigner,
+    b64url,
+    forge_token,
+    hs256_token,
+    serve,
+    with_claims,
+)
 from common.tokens import TokenVerifier
-from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 AppFactory = Callable[..., FastAPI]
 NOT_PROVIDED = {"detail": "Authentication credentials were not provided."}
 REQUIRED = ["exp", "iat", "jti", "sub", "tenant", "token_type", "iss"]
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -60,7 +59,7 @@ def test_no_token_is_401_not_provided(client: httpx.Client, headers: dict[str, s
 
 
 @pytest.mark.parametrize(
-    "garbage", ["garbage", "a.b.c", "....", b64(b"{}") + "." + b64(b"{}") + "."]
+    "garbage", ["garbage", "a.b.c", "....", b64url(b"{}") + "." + b64url(b"{}") + "."]
 )
 def test_garbage_token_is_rejected(client: httpx.Client, garbage: str) -> None:
     assert_token_rejected(client.get("/api/me/", headers=bearer(garbage)))
@@ -69,8 +68,7 @@ def test_garbage_token_is_rejected(client: httpx.Client, garbage: str) -> None:
 def test_alg_none_is_rejected(client: httpx.Client, signer: TestSigner) -> None:
     claims = signer.claims(is_superuser=True)
     for alg in ("none", "None", "NONE"):
-        header = b64(json.dumps({"alg": alg, "typ": "JWT", "kid": signer.kid}).encode())
-        token = f"{header}.{b64(json.dumps(claims).encode())}."
+        token = forge_token({"alg": alg, "typ": "JWT", "kid": signer.kid}, claims)
         assert_token_rejected(client.get("/api/me/", headers=bearer(token)))
 
 
@@ -78,25 +76,14 @@ def test_alg_none_is_rejected(client: httpx.Client, signer: TestSigner) -> None:
 def test_hs256_signed_with_the_public_key_is_rejected(
     client: httpx.Client, signer: TestSigner, encoding: str
 ) -> None:
-    public = signer.private_key.public_key()
-    secret = {
-        "pem": public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-        "raw": public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
-        "jwk_x": signer.jwks["keys"][0]["x"].encode(),
-    }[encoding]
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": signer.kid}).encode())
-    payload = b64(json.dumps(signer.claims(is_superuser=True)).encode())
-    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    token = f"{header}.{payload}.{b64(signature)}"
+    header = {"alg": "HS256", "typ": "JWT", "kid": signer.kid}
+    secret = signer.public_key_encodings[encoding]
+    token = hs256_token(header, signer.claims(is_superuser=True), secret)
     assert_token_rejected(client.get("/api/me/", headers=bearer(token)))
 
 
 def test_tampered_payload_is_rejected(client: httpx.Client, signer: TestSigner) -> None:
-    header, _, signature = signer.mint(user_id=5).split(".")
-    forged = signer.claims(user_id=1, is_superuser=True)
-    token = f"{header}.{b64(json.dumps(forged).encode())}.{signature}"
+    token = with_claims(signer.mint(user_id=5), sub="1", user_id=1, is_superuser=True)
     assert_token_rejected(client.get("/api/me/", headers=bearer(token)))
 
 

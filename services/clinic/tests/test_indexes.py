@@ -4,13 +4,13 @@ the trigram indexes (their expression must match the query's exactly)."""
 from collections.abc import Callable
 from typing import Any
 
+import clinic.models
 import httpx
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from clinic.crud import SEARCH_TEXT, search_conditions
 from clinic.models import Cabinet, Consultation, Patient
-from sqlalchemy import MetaData, create_engine, func, select
+from common.testing import migration_drift
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.dialects import postgresql
 from sqlmodel import SQLModel
 
@@ -32,26 +32,19 @@ def test_migrated_schema_matches_the_models(
 ) -> None:
     assert fresh_api.get("/api/patients/").status_code == 200  # provisions the tenant
     tenant = tenant_of(fresh_api)
-    # SQLModel keeps one process-wide metadata: when other services' tests share this run it
-    # holds their tables too. Compare the clinic's own tables only.
-    clinic_metadata = MetaData()
-    for model in (Cabinet, Patient, Consultation):
-        model.__table__.to_metadata(clinic_metadata)  # type: ignore[attr-defined]
     engine = _engine_for(shared_backend, shared_database_url, tenant, sqlite_tenant_file)
     with engine.connect() as connection:
-        context = MigrationContext.configure(
-            connection,
-            opts={
-                "compare_type": True,
-                "include_schemas": False,
-                "version_table_schema": None if shared_backend == "sqlite" else tenant,
-            },
-        )
         if shared_backend == "postgresql":
             connection.exec_driver_sql(f'SET LOCAL search_path TO "{tenant}"')
+        drift = migration_drift(
+            connection,
+            clinic.models,
+            include_schemas=False,
+            version_table_schema=None if shared_backend == "sqlite" else tenant,
+        )
         differences = [
             diff
-            for diff in compare_metadata(context, clinic_metadata)
+            for diff in drift
             # Alembic's own table, the generated search_text columns and their trigram
             # indexes (PostgreSQL only) are not in the models.
             if not (diff[0] == "remove_index" and diff[1].name.endswith("_search_trgm"))

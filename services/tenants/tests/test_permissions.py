@@ -1,4 +1,5 @@
-"""Every /api/tenants/ route: 401 without or with a bad token, 403 for a non-superuser."""
+"""Every /api/tenants/ route: 401 without or with a bad token, 403 for a non-superuser; and
+every token attack against a superuser-only route is a 401 ``token_not_valid``."""
 
 import time
 from collections.abc import Callable
@@ -6,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from common.testing import TestSigner
+from common.testing import TestSigner, forge_token, hs256_token, with_claims
 
 BODY = {"name": "Nope", "schema_name": "nope_schema", "domain_url": "nope.test"}
 ROUTES = [
@@ -21,6 +22,7 @@ ROUTES = [
     ("GET", "/api/tenants/abc/"),
 ]
 NOT_PROVIDED = {"detail": "Authentication credentials were not provided."}
+TOKEN_NOT_VALID = {"detail": "Given token not valid for any token type", "code": "token_not_valid"}
 
 
 @pytest.fixture
@@ -108,3 +110,68 @@ def test_superuser_of_any_tenant_claim_is_allowed(
 def test_resolve_needs_no_token(anonymous: httpx.Client) -> None:
     response = anonymous.get("/internal/tenants/resolve/", params={"schema_name": "public"})
     assert response.status_code == 200
+
+
+# --- token attacks: each aims at a superuser-only route and must be refused as invalid ------
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_token_not_valid(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert response.json() == TOKEN_NOT_VALID
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE"])
+def test_unsigned_alg_none_superuser_token_is_a_401(
+    anonymous: httpx.Client, signer: TestSigner, alg: str
+) -> None:
+    header = {"alg": alg, "typ": "JWT", "kid": signer.kid}
+    token = forge_token(header, signer.claims(is_superuser=True))
+    assert_token_not_valid(anonymous.get("/api/tenants/", headers=bearer(token)))
+
+
+def test_non_superuser_token_edited_to_superuser_is_a_401_not_a_200(
+    anonymous: httpx.Client, signer: TestSigner
+) -> None:
+    genuine = signer.mint(user_id=31, username="dentist", is_superuser=False)
+    # The genuine token is verified (and cached by the verifier) and lacks only the right.
+    assert anonymous.get("/api/tenants/", headers=bearer(genuine)).status_code == 403
+    escalated = with_claims(genuine, is_superuser=True)  # original header and signature
+    assert_token_not_valid(anonymous.get("/api/tenants/", headers=bearer(escalated)))
+
+
+@pytest.mark.parametrize(
+    ("claims", "edit"),
+    [
+        pytest.param({"lifetime": -5}, {"exp": int(time.time()) + 3600}, id="expired-revived"),
+        pytest.param({"token_type": "refresh"}, {"token_type": "access"}, id="refresh-as-access"),
+    ],
+)
+def test_superuser_token_with_an_edited_claim_is_a_401(
+    anonymous: httpx.Client, signer: TestSigner, claims: dict[str, Any], edit: dict[str, Any]
+) -> None:
+    tampered = with_claims(signer.mint(is_superuser=True, **claims), **edit)
+    assert_token_not_valid(anonymous.get("/api/tenants/", headers=bearer(tampered)))
+
+
+@pytest.mark.parametrize("encoding", ["pem", "raw", "jwk_x"])
+def test_hs256_token_signed_with_the_public_key_is_a_401(
+    anonymous: httpx.Client, signer: TestSigner, encoding: str
+) -> None:
+    """Algorithm confusion: the public key (anyone may read it) used as an HMAC secret."""
+    header = {"alg": "HS256", "typ": "JWT", "kid": signer.kid}
+    secret = signer.public_key_encodings[encoding]
+    token = hs256_token(header, signer.claims(is_superuser=True), secret)
+    assert_token_not_valid(anonymous.get("/api/tenants/", headers=bearer(token)))
+
+
+def test_token_signed_by_another_key_under_the_trusted_kid_is_a_401(
+    anonymous: httpx.Client, signer: TestSigner
+) -> None:
+    impostor = TestSigner(kid=signer.kid)
+    token = impostor.mint(is_superuser=True)
+    assert_token_not_valid(anonymous.get("/api/tenants/", headers=bearer(token)))
