@@ -7,6 +7,7 @@ ifeq ($(UV),)
 UV := $(HOME)/.local/bin/uv
 endif
 export UV_LINK_MODE ?= copy
+PYTHON ?= python3
 PYTEST_WORKERS ?= 2
 TEST_PATHS := libs/common/tests services/auth/tests services/tenants/tests services/clinic/tests gateway/tests deploy/tests tests/e2e tests/bench
 
@@ -15,8 +16,13 @@ TEST_PATHS := libs/common/tests services/auth/tests services/tenants/tests servi
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+# uv from pip into ~/.local (a Python marked externally-managed, as Debian's is, needs the
+# override: --user never touches the system's packages); failing that, or where pip puts it
+# elsewhere (macOS), uv's own installer, which installs into ~/.local/bin.
 $(UV):
-	python3 -m pip install --user --quiet uv
+	$(PYTHON) -m pip install --user --quiet uv 2>/dev/null \
+	  || $(PYTHON) -m pip install --user --quiet --break-system-packages uv
+	test -x $(UV) || curl -LsSf https://astral.sh/uv/install.sh | sh
 
 install: $(UV) ## install uv and the locked workspace into .venv
 	@$(UV) sync --frozen --quiet

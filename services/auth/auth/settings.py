@@ -47,8 +47,9 @@ class AuthSettings(ServiceSettings):
         DEFAULT_TRUSTED_PROXIES, validation_alias=env("TRUSTED_PROXIES", "trusted_proxies")
     )
     # How long answers of the tenants service are reused, and how long to wait for one.
+    # At most a minute: a deleted tenant's users must not log in or refresh for longer.
     tenant_cache_seconds: float = Field(
-        30.0, ge=0, validation_alias=env("TENANT_CACHE_SECONDS", "tenant_cache_seconds")
+        30.0, ge=0, le=60, validation_alias=env("TENANT_CACHE_SECONDS", "tenant_cache_seconds")
     )
     tenants_timeout: float = Field(
         2.0, gt=0, validation_alias=env("TENANTS_TIMEOUT", "tenants_timeout")
