@@ -6,6 +6,7 @@ connect; PostgreSQL engines use psycopg2 with a bounded pool, a liveness check o
 connect/statement timeouts so a hung server turns into a quick 503.
 """
 
+import logging
 import select
 import time
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from typing import Annotated, Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Dialect, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -22,6 +25,8 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session
+
+log = logging.getLogger("dentiapro.db")
 
 CONNECT_TIMEOUT_SECONDS = 3
 STATEMENT_TIMEOUT_MS = 30_000
@@ -31,6 +36,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+DATETIME_OUT_OF_RANGE = "Datetime is out of range."
+
+
 def as_utc(value: datetime) -> datetime:
     """Aware UTC; a naive value is taken as UTC. ValueError if it has no UTC equivalent."""
     if value.tzinfo is None:
@@ -38,7 +46,7 @@ def as_utc(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+01:00
-        raise ValueError("Datetime is out of range.") from None
+        raise ValueError(DATETIME_OUT_OF_RANGE) from None
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -199,5 +207,31 @@ def upgrade(script_location: Path, engine: Engine, *, lock_key: int) -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+        current = MigrationContext.configure(connection).get_current_revision()
+        if is_newer_release(script_location, current):
+            return
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def known_revisions(script_location: Path) -> frozenset[str]:
+    script = ScriptDirectory.from_config(alembic_config(script_location, "sqlite://"))
+    return frozenset(revision.revision for revision in script.walk_revisions())
+
+
+def is_newer_release(
+    script_location: Path, revision: str | None, known: frozenset[str] | None = None
+) -> bool:
+    """True, with a warning, when the database is at a revision this release does not know:
+    a later release migrated it (a rolling upgrade, or a rollback to this one). Migrations are
+    expand-then-contract, so this release still works on it; refusing to start would turn a
+    rollback into an outage. ``known``: the revisions of ``script_location``, if already read.
+    """
+    if revision is None or revision in (known or known_revisions(script_location)):
+        return False
+    log.warning(
+        "database at revision %s, newer than this release knows; not migrating",
+        revision,
+        extra={"migrations": script_location.parent.name},
+    )
+    return True

@@ -10,7 +10,7 @@ from auth.models import Role, User
 from auth.settings import AuthSettings
 from common.pytest_plugin import drop_postgres_database
 from pydantic import ValidationError
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlmodel import Session, select
 
 StartAuth = Callable[..., httpx.Client]
@@ -88,6 +88,30 @@ def test_migrate_creates_the_tables_and_is_idempotent(
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
     assert {"user", "refresh_token", "signing_key", "login_failure", "alembic_version"} <= tables
+
+
+def test_a_database_migrated_by_a_newer_release_is_used_as_it_is(
+    auth_settings: Callable[..., AuthSettings],
+    start_auth: StartAuth,
+    superuser: tuple[str, str],
+) -> None:
+    """A rollback: a later release migrated the database to a revision this one does not
+    know. Migrations are expand-then-contract, so this release starts and serves on it
+    instead of failing its start-up (Alembic cannot locate the revision)."""
+    settings = auth_settings()
+    migrate(settings)
+    engine = create_engine(settings)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeedbeef'"))
+
+    client = start_auth()
+
+    assert client.get("/health/").status_code == 200
+    assert _login(client, *superuser).status_code == 200
+    with engine.connect() as connection:
+        version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    engine.dispose()
+    assert version == "f00dfeedbeef"
 
 
 def test_health_reports_the_database(client: httpx.Client) -> None:

@@ -23,7 +23,13 @@ from typing import Any
 
 from alembic import command
 from alembic.script import ScriptDirectory
-from common.db import alembic_config, create_db_engine, migrations_dir
+from common.db import (
+    alembic_config,
+    create_db_engine,
+    is_newer_release,
+    known_revisions,
+    migrations_dir,
+)
 from common.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
 from common.observability import track_engine
 from sqlalchemy import Connection, Engine, event, text
@@ -85,6 +91,7 @@ class TenantDatabases:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._head = head_revision()
+        self._known = known_revisions(MIGRATIONS)
 
     # --- what callers use ---
 
@@ -139,6 +146,10 @@ class TenantDatabases:
     def _provision(self, tenant: str) -> None:
         raise NotImplementedError
 
+    def _up_to_date(self, version: str | None) -> bool:
+        """Nothing to migrate: at this release's head, or at a newer release's revision."""
+        return version == self._head or is_newer_release(MIGRATIONS, version, self._known)
+
     def _lock_for(self, tenant: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(tenant, threading.Lock())
@@ -177,7 +188,7 @@ class PostgresTenants(TenantDatabases):
                 ),
                 {"table": f"{quote_identifier(tenant)}.alembic_version"},
             ).scalar_one()
-            if current and self._version(connection, tenant) == self._head:
+            if current and self._up_to_date(self._version(connection, tenant)):
                 return
         with ALEMBIC_LOCK, self.engine.begin() as connection:
             # Serialises provisioning of this schema across every process; released at commit.
@@ -289,7 +300,7 @@ class SqliteTenants(TenantDatabases):
         engine = self.engine_for(tenant)
         try:
             with engine.connect() as connection:
-                if self._version(connection) == self._head:
+                if self._up_to_date(self._version(connection)):
                     return
             with ALEMBIC_LOCK, engine.execution_options(sqlite_write=True).begin() as connection:
                 _upgrade(connection, None)

@@ -101,25 +101,30 @@ def test_other_tenants_records_never_appear_in_lists_counts_or_search(
     assert filtered["count"] == 0
 
 
-def test_consultation_cannot_reference_another_tenants_patient(
-    fresh_api: httpx.Client, tenant_a_records: dict[str, Json]
+@pytest.mark.parametrize("field", ["patient", "cabinet"])
+def test_consultation_cannot_reference_another_tenants_records(
+    fresh_api: httpx.Client, tenant_a_records: dict[str, Json], field: str
 ) -> None:
-    # Tenant B owns a cabinet but no patient: A's patient id must not resolve.
-    cabinet = fresh_api.post(
-        "/api/cabinets/", json={"name": "B", "address": "B St", "contact_number": "0123456"}
-    ).json()
-    patient_id = tenant_a_records["patients"]["id"]
+    # Tenant B owns the other kind of record only: A's id in ``field`` must not resolve (ids
+    # start at 1 in every tenant, so B owning one of that kind could share A's id).
+    other = "cabinet" if field == "patient" else "patient"
+    bodies = {
+        "patient": {"name": "B", "birthdate": "1980-01-01", "contact_number": "0123456"},
+        "cabinet": {"name": "B", "address": "B St", "contact_number": "0123456"},
+    }
+    own_id = fresh_api.post(f"/api/{other}s/", json=bodies[other]).json()["id"]
+    foreign_id = tenant_a_records[f"{field}s"]["id"]
     response = fresh_api.post(
         "/api/consultations/",
         json={
-            "patient": patient_id,
-            "cabinet": cabinet["id"],
+            other: own_id,
+            field: foreign_id,
             "date": "2024-01-01T10:00:00Z",
             "diagnosis": "x",
         },
     )
     assert response.status_code == 400
-    assert response.json() == {"patient": [f'Invalid pk "{patient_id}" - object does not exist.']}
+    assert response.json() == {field: [f'Invalid pk "{foreign_id}" - object does not exist.']}
 
 
 def test_x_tenant_header_is_ignored(
@@ -383,6 +388,41 @@ def test_migrate_upgrades_every_tenant(
     migrate(settings)
     for tenant in ("public", old, current):
         assert _alembic_rows(url, tenant) == [head_revision()]
+
+
+def test_a_schema_migrated_by_a_newer_release_is_served_as_it_is(
+    backend: str,
+    settings: ClinicSettings,
+    new_tenant: Callable[[], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A rollback: a later release migrated this tenant to a revision this one does not know.
+    Migrations are expand-then-contract, so this release serves it; it must not fail (Alembic
+    cannot locate the revision) nor try to migrate it."""
+    url = settings.database_url
+    tenant = new_tenant()
+    databases = tenant_databases(settings)
+    databases.ensure_tenant(tenant)
+    table = "alembic_version" if backend == "sqlite" else f'"{tenant}".alembic_version'
+    engine = databases.engine_for(tenant) if backend == "sqlite" else databases.engine
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE {table} SET version_num = 'f00dfeedbeef'"))
+    databases.dispose()
+
+    restarted = tenant_databases(settings)  # a new process: nothing provisioned yet
+    try:
+        with restarted.session(tenant, write=True) as session:
+            session.add(
+                Patient(name="Rolled Back", birthdate=date(1990, 1, 1), contact_number="0612")
+            )
+            session.commit()
+        with restarted.session(tenant, write=False) as session:
+            found = crud.list_patients(session=session, filters=ListFilters(), page=PageRequest())
+            assert [row.name for row in found.rows] == ["Rolled Back"]
+    finally:
+        restarted.dispose()
+    assert _alembic_rows(url, tenant) == ["f00dfeedbeef"]
+    assert "newer than this release knows" in caplog.text
 
 
 def test_many_new_tenants_provisioned_concurrently_in_one_process(
