@@ -5,6 +5,7 @@
 for incremental sync (a naive value is UTC; a bad one is a 400 on the parameter).
 """
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,9 +32,18 @@ class ListFilters:
     updated_after: datetime | None = None
 
 
+# The extended ISO 8601 form DRF accepts: a date, a time to the minute at least, then
+# anything fromisoformat reads (seconds, fraction, Z or offset). A bare date or the compact
+# 20240301T1030 are refused: a point in time needs its time, written unambiguously.
+ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?![\d])")
+
+
 def utc_datetime(text: str) -> datetime:
     """An ISO 8601 date-time as aware UTC (a naive value is UTC); ValueError otherwise."""
-    return as_utc(datetime.fromisoformat(text.strip()))
+    text = text.strip()
+    if not ISO_DATETIME.match(text):
+        raise ValueError("not an ISO 8601 date-time")
+    return as_utc(datetime.fromisoformat(text))
 
 
 async def list_filters(

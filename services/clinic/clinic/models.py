@@ -10,7 +10,8 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from common.db import UTCDateTime, as_utc, utcnow
+from common.db import DATETIME_OUT_OF_RANGE, UTCDateTime, as_utc, utcnow
+from common.listing import utc_datetime
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BeforeValidator, field_validator
 from sqlalchemy import Column, ForeignKey, Index, Integer
@@ -103,16 +104,17 @@ def _birthdate(value: Any) -> date:
 
 
 def parse_datetime(value: Any) -> datetime:
-    """An ISO 8601 date-time (or date: midnight) as aware UTC; a naive value is UTC."""
+    """An ISO 8601 date-time as aware UTC; a naive value is UTC."""
     if isinstance(value, datetime):
         return as_utc(value)
     if not isinstance(value, str):
         raise ValueError(DATETIME_FORMAT_MESSAGE)
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return utc_datetime(value)
+    except ValueError as exc:
+        if str(exc) == DATETIME_OUT_OF_RANGE:
+            raise
         raise ValueError(DATETIME_FORMAT_MESSAGE) from None
-    return as_utc(parsed)
 
 
 def _record_id(value: Any) -> int:

@@ -60,6 +60,9 @@ def test_consultation_without_treatment_field_is_created(
         ("treatment", "t" * 10_001, "Ensure this field has no more than 10000 characters."),
         ("date", "yesterday", None),
         ("date", "2024-13-01T10:00:00", None),
+        ("date", "2024-03-01", None),  # a date is not a point in time
+        ("date", "20240301T1030", None),  # compact ISO 8601: DRF refuses it too
+        ("date", "2024-03-01T1030", None),
         ("date", 1700000000, None),
         ("date", None, None),
         ("patient", "abc", "Incorrect type. Expected pk value, received str."),
