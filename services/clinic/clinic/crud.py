@@ -194,22 +194,26 @@ def get_consultation(
     return _get(session, Consultation, consultation_id, for_update)
 
 
-def _commit(session: Session) -> None:
+def _commit(session: Session, references: Mapping[str, Any] | None = None) -> None:
     try:
         session.commit()
     except sa_exc.IntegrityError as exc:
         session.rollback()
         # Only the consultation foreign keys can fail here: a patient or cabinet deleted
-        # between our check and the insert.
+        # between our check and the insert. Checked again, the error names the field.
+        if references:
+            _check_references(session, references)
         raise ValidationFailed(
             {"non_field_errors": ["A referenced patient or cabinet no longer exists."]}
         ) from exc
 
 
-def _create(session: Session, record: Record, resource: str) -> Record:
+def _create(
+    session: Session, record: Record, resource: str, references: Mapping[str, Any] | None = None
+) -> Record:
     record.created_at = record.updated_at = utcnow()
     session.add(record)
-    _commit(session)
+    _commit(session, references)
     RECORDS_CREATED.labels(resource).inc()
     return record
 
@@ -219,7 +223,7 @@ def _update(session: Session, record: Record, changes: Mapping[str, Any]) -> Rec
         setattr(record, name, value)
     record.updated_at = utcnow()
     session.add(record)
-    _commit(session)
+    _commit(session, changes)
     return record
 
 
@@ -251,8 +255,10 @@ def _check_references(session: Session, changes: Mapping[str, Any]) -> None:
 
 
 def create_consultation(*, session: Session, consultation_in: ConsultationCreate) -> Consultation:
-    _check_references(session, consultation_in.model_dump())
-    return _create(session, Consultation.model_validate(consultation_in), "consultation")
+    references = consultation_in.model_dump(include={"patient", "cabinet"})
+    _check_references(session, references)
+    record = Consultation.model_validate(consultation_in)
+    return _create(session, record, "consultation", references)
 
 
 def update_consultation(

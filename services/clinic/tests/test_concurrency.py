@@ -4,9 +4,18 @@ a new consultation never orphans it."""
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from clinic import crud
+from clinic.db import tenant_databases
+from clinic.models import Cabinet, ConsultationCreate, Patient
+from clinic.settings import ClinicSettings
+from common.errors import ValidationFailed
+from sqlalchemy import event, text
 
 Json = dict[str, Any]
 
@@ -97,5 +106,53 @@ def test_delete_racing_a_new_consultation_never_orphans_it(
             deleted, consulted = pool.submit(delete), pool.submit(consult)
             outcome = (deleted.result().status_code, consulted.result().status_code)
         assert outcome in ((204, 400), (409, 201))
+        if outcome == (204, 400):  # the error names the field, however the race went
+            assert consulted.result().json() == {
+                "patient": [f'Invalid pk "{patient["id"]}" - object does not exist.']
+            }
         exists = api.get(f"/api/patients/{patient['id']}/").status_code == 200
         assert exists == (outcome == (409, 201))
+
+
+def test_a_reference_deleted_between_check_and_insert_is_a_400_on_that_field(
+    backend: str, database_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The insert's foreign key catches a patient deleted after the reference check; the
+    error must still name the field, as DESIGN says, not only "something is gone"."""
+    if backend != "postgresql":
+        pytest.skip("SQLite's write sessions lock at BEGIN: nothing can delete in between")
+    databases = tenant_databases(
+        ClinicSettings(database_url=database_url("clinic"), data_dir=tmp_path)
+    )
+    tenant = "t_race"
+    try:
+        with databases.session(tenant, write=True) as session:
+            patient = Patient(name="Gone", birthdate=date(1990, 1, 1), contact_number="061234")
+            cabinet = Cabinet(name="Room", address="Rue", contact_number="061234")
+            session.add_all([patient, cabinet])
+            session.commit()
+            patient_id, cabinet_id = patient.id, cabinet.id
+
+        def delete_elsewhere(*_: Any) -> None:
+            with databases.engine.begin() as other:
+                other.execute(
+                    text(f'DELETE FROM "{tenant}".patient WHERE id = :id'), {"id": patient_id}
+                )
+
+        with databases.session(tenant, write=True) as session:
+            event.listen(session, "before_flush", delete_elsewhere, once=True)
+            with pytest.raises(ValidationFailed) as refused:
+                crud.create_consultation(
+                    session=session,
+                    consultation_in=ConsultationCreate(
+                        patient=patient_id,
+                        cabinet=cabinet_id,
+                        date="2024-01-01T10:00:00Z",
+                        diagnosis="Race",
+                    ),
+                )
+        assert refused.value.errors == {
+            "patient": [f'Invalid pk "{patient_id}" - object does not exist.']
+        }
+    finally:
+        databases.dispose()
