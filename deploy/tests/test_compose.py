@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,37 @@ def test_traefik_uses_the_gateway_files_where_its_static_config_expects_them(
     # The gateway port of the static configuration is the one published.
     web_port = int(static["entryPoints"]["web"]["address"].rsplit(":", 1)[1])
     assert [p["target"] for p in traefik["ports"]] == [web_port]
+
+
+def test_traefik_loads_the_compose_configuration_without_errors(
+    traefik_with_compose_env: Any,
+) -> None:
+    """The route table with compose's service URLs: every router, middleware and service of
+    the file provider enabled, none reporting an error (as the gateway's own test checks with
+    localhost URLs)."""
+    traefik = traefik_with_compose_env
+    deadline = time.monotonic() + 30
+    while True:  # its API answers before the file provider has loaded the routes
+        loaded = {
+            kind: [
+                entry
+                for entry in traefik.get(f"{traefik.api_url}/api/http/{kind}").json()
+                if entry.get("provider") == "file"
+            ]
+            for kind in ("routers", "middlewares", "services")
+        }
+        if all(loaded.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for kind, entries in loaded.items():
+        assert entries, f"no {kind} loaded\n{traefik.log.read_text()[-3000:]}"
+        for entry in entries:
+            assert entry["status"] == "enabled", entry
+            assert not entry.get("error"), entry
+    assert {r["name"].removesuffix("@file") for r in loaded["routers"]} >= {
+        "auth-public", "auth-protected", "clinic", "clinic-write", "tenants", "tenants-write",
+        "health", "metrics", "not-found",
+    }  # fmt: skip
 
 
 def test_traefik_healthcheck_uses_the_ping_it_configures(compose_config: Json) -> None:

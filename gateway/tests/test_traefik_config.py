@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from common.testing import TestSigner, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -143,6 +144,22 @@ def test_protected_routers_use_forward_auth_to_the_edge(gateway: Gateway) -> Non
     edge = gateway.processes.env["EDGE_URL"]
     assert verify["address"] == f"{edge}/verify/"
     assert set(verify["authResponseHeaders"]) == {"X-User-Id", "X-Tenant", "X-Request-ID"}
+    # Only the token (and the request id) reach the edge: no cookies, no bodies.
+    assert set(verify["authRequestHeaders"]) == {"Authorization", "X-Request-ID"}
+
+
+def test_every_service_is_health_checked(gateway: Gateway) -> None:
+    services = gateway.file_objects("services")
+    for name in EXPECTED_SERVICES:
+        check = services[name]["loadBalancer"].get("healthCheck", {})
+        # The edge's own /health/ is the aggregate: Traefik checks its liveness instead.
+        expected = "/health/live" if name == "edge" else "/health/"
+        assert check.get("path") == expected, (name, check)
+
+
+def test_traefik_does_not_phone_home(launcher: ModuleType) -> None:
+    static = yaml.safe_load((launcher.TRAEFIK_DIR / "traefik.yml").read_text())
+    assert static["global"] == {"checkNewVersion": False, "sendAnonymousUsage": False}
 
 
 def test_service_urls_come_from_the_environment(gateway: Gateway, tenants_url: str) -> None:

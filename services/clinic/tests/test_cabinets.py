@@ -21,6 +21,23 @@ def test_create_cabinet_returns_201_with_read_only_fields(api: httpx.Client) -> 
     assert not body["created_at"].startswith("2000")
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_read_only_fields_in_an_update_are_ignored(
+    api: httpx.Client, make_cabinet: Callable[..., Json], method: str
+) -> None:
+    cabinet = make_cabinet(api)
+    forged = {"id": 999_999, "created_at": "2000-01-01T00:00:00Z", "updated_at": "2000-01-01"}
+    response = api.request(
+        method, f"/api/cabinets/{cabinet['id']}/", json={**CABINET, "name": "Renamed", **forged}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["id"], body["created_at"]) == (cabinet["id"], cabinet["created_at"])
+    assert body["updated_at"] >= cabinet["updated_at"]
+    assert body["name"] == "Renamed"
+    assert api.get("/api/cabinets/999999/").status_code == 404
+
+
 def test_get_cabinet_returns_it(api: httpx.Client, make_cabinet: Callable[..., Json]) -> None:
     cabinet = make_cabinet(api)
     response = api.get(f"/api/cabinets/{cabinet['id']}/")

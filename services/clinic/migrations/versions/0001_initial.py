@@ -22,8 +22,8 @@ EXTENSION_LOCK = 0x636C696E6963  # "clinic"
 
 # One trigram index per resource over every searchable field joined by spaces (nullable ones
 # coalesced): a search term never contains a space, so matching the joined text is the same as
-# matching any one field, and a single GIN scan serves it. clinic.crud.search_document builds
-# the identical expression; the planner only uses the index when both match.
+# matching any one field, and a single GIN scan serves it. (Superseded by 0002, which stores
+# that text in a generated search_text column and indexes the column.)
 SEARCH_DOCUMENTS = {
     "cabinet": "name || ' ' || address",
     "patient": "name || ' ' || COALESCE(email, '') || ' ' || contact_number",
