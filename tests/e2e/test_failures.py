@@ -1,19 +1,11 @@
-"""Failure behaviour: a hung service, a dead auth; the rest keeps serving and everything recovers.
-
-What happens when a process hangs or dies does not depend on the database backend, and
-restarting a process is the slowest thing the suite does: these run on the SQLite system only.
+"""Failure behaviour: a hung service, a dead auth, a restarted gateway; the rest keeps serving
+and everything recovers, on both backends (a paused clinic keeps its PostgreSQL connections
+and transactions open; a restarted auth reconnects to its database).
 """
 
 from typing import Any
 
 import httpx
-import pytest
-
-
-@pytest.fixture(autouse=True)
-def _sqlite_system_only(running: Any) -> None:
-    if running.backend != "sqlite":
-        pytest.skip("process failures are backend-independent; covered on the SQLite system")
 
 
 def test_health_names_a_hung_service_and_recovers(
