@@ -1,16 +1,11 @@
 """Every token attack at the gateway: each gets the 401 a DRF client expects, nothing passes."""
 
-import base64
 import json
 from typing import Any
 
 import httpx
 import pytest
-from common.testing import TestSigner
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+from common.testing import TestSigner, b64url, hs256_token, with_claims
 
 
 @pytest.fixture
@@ -50,15 +45,12 @@ def test_garbage_token_is_refused(gateway: httpx.Client) -> None:
 
 def test_alg_none_token_is_refused(gateway: httpx.Client, member: dict[str, Any]) -> None:
     _, payload, _ = member["tokens"]["access"].split(".")
-    header = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    header = b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
     _assert_token_not_valid(_patients(gateway, f"{header}.{payload}."))
 
 
 def test_tampered_token_is_refused(gateway: httpx.Client, member: dict[str, Any]) -> None:
-    header, payload, signature = member["tokens"]["access"].split(".")
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
-    claims["is_superuser"] = True
-    forged = f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
+    forged = with_claims(member["tokens"]["access"], is_superuser=True)
     _assert_token_not_valid(_patients(gateway, forged))
     _assert_token_not_valid(
         gateway.get("/api/tenants/", headers={"Authorization": f"Bearer {forged}"})
@@ -73,6 +65,35 @@ def test_token_signed_with_another_key_is_refused(
         _patients(gateway, impostor.mint(tenant=member["tenant"]["schema_name"]))
     )
     _assert_token_not_valid(_patients(gateway, TestSigner().mint()))  # unknown kid
+
+
+@pytest.mark.parametrize("encoding", ["pem", "raw", "jwk_x"])
+def test_hs256_signed_with_the_public_key_is_refused(
+    gateway: httpx.Client, running: Any, member: dict[str, Any], encoding: str
+) -> None:
+    # Algorithm confusion: everyone can read auth's public key from the JWKS.
+    signer = running.signer
+    header = {"alg": "HS256", "typ": "JWT", "kid": signer.kid}
+    claims = signer.claims(tenant=member["tenant"]["schema_name"], is_superuser=True)
+    forged = hs256_token(header, claims, signer.public_key_encodings[encoding])
+    _assert_token_not_valid(_patients(gateway, forged))
+    _assert_token_not_valid(
+        gateway.get("/api/tenants/", headers={"Authorization": f"Bearer {forged}"})
+    )
+
+
+def test_a_reused_refresh_token_revokes_its_whole_family(
+    gateway: httpx.Client, member: dict[str, Any]
+) -> None:
+    stolen = member["tokens"]["refresh"]
+    rotated = gateway.post("/api/auth/refresh/", json={"refresh": stolen})
+    assert rotated.status_code == 200
+    # The thief (or the victim) presents the spent token: theft is assumed ...
+    reused = gateway.post("/api/auth/refresh/", json={"refresh": stolen})
+    _assert_token_not_valid(reused)
+    # ... and the token it was rotated into is revoked with it.
+    successor = gateway.post("/api/auth/refresh/", json={"refresh": rotated.json()["refresh"]})
+    _assert_token_not_valid(successor)
 
 
 def test_expired_token_is_refused(
