@@ -1,5 +1,6 @@
 """``make run``: its superuser (from the environment, else generated once and kept private), and
-the whole of it as a developer uses it: up, some data, Ctrl-C, up again on the same data."""
+the whole of it as a developer uses it: up, some data, the README's curl walk-through, Ctrl-C,
+up again on the same data."""
 
 import os
 import queue
@@ -274,6 +275,28 @@ def _stop(run_py: Run, ports: launcher.Ports) -> None:
     assert _poll(lambda: not busy(), 10), f"ports still bound after Ctrl-C: {busy()}"
 
 
+def _run_readme_walkthrough(url: str, data_dir: Path) -> None:
+    """The README's curl walk-through, as written, against this ``make run``: every request
+    must succeed (curl fails on an HTTP error), so the README cannot drift from the API."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Using the API", 1)[1]
+    script = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert "curl -s " in script
+    script = (
+        script.replace("GW=http://localhost:8000", f"GW={url}")
+        .replace("var/admin-password", str(data_dir / "admin-password"))
+        .replace("curl -s ", "curl -sS --fail-with-body ")
+    )
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"README walk-through failed:\n{done.stdout}\n{done.stderr}"
+    assert "204" in done.stdout  # the DELETE's status, printed with -w
+
+
 def test_ctrl_c_stops_every_process_and_a_second_run_keeps_the_data(tmp_path: Path) -> None:
     """``make run`` as a developer uses it: up, some data, Ctrl-C, up again on the same data dir
     and ports. Ctrl-C must leave no process and no port behind (or the second run cannot bind),
@@ -318,6 +341,7 @@ def test_ctrl_c_stops_every_process_and_a_second_run_keeps_the_data(tmp_path: Pa
                 headers=_bearer(client, "dr-who", PASSWORD),
             )
             assert patient.status_code == 201, patient.text
+        _run_readme_walkthrough(url, data_dir)
         _stop(first, ports)
     finally:
         first.kill()
