@@ -216,6 +216,8 @@ class Patient(PatientBase, table=True):
     __table_args__ = (
         Index("ix_patient_name_id", "name", "id"),
         Index("ix_patient_birthdate_id", "birthdate", "id"),
+        Index("ix_patient_email_id", "email", "id"),
+        Index("ix_patient_contact_number_id", "contact_number", "id"),
         Index("ix_patient_created_at_id", "created_at", "id"),
         Index("ix_patient_updated_at_id", "updated_at", "id"),
         {"sqlite_autoincrement": True},

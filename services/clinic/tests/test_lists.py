@@ -174,6 +174,38 @@ def test_ordering_on_listed_fields_with_descending_and_ties(
     assert ids("shoe_size,-name") == ids("-name")
 
 
+@pytest.mark.parametrize(
+    ("resource", "field", "values"),
+    [
+        ("patients", "email", ["carol@example.com", "alice@example.com", "bob@example.com"]),
+        ("patients", "contact_number", ["+33 300000", "+33 100000", "+33 200000"]),
+        ("cabinets", "address", ["3 Rue C", "1 Rue A", "2 Rue B"]),
+        ("cabinets", "contact_number", ["0300000", "0100000", "0200000"]),
+        ("consultations", "diagnosis", ["Gingivitis", "Abscess", "Caries"]),
+        ("consultations", "treatment", ["Scaling", "Drainage", "Filling"]),
+    ],
+)
+def test_every_listed_field_is_orderable(
+    fresh_api: httpx.Client,
+    make_patient: Callable[..., Json],
+    make_cabinet: Callable[..., Json],
+    make_consultation: Callable[..., Json],
+    resource: str,
+    field: str,
+    values: list[str],
+) -> None:
+    make = {"patients": make_patient, "cabinets": make_cabinet}.get(resource, make_consultation)
+    created = [make(fresh_api, **{field: value})["id"] for value in values]
+    by_value = [created[i] for i in sorted(range(3), key=lambda i: values[i])]
+
+    def ids(ordering: str) -> list[int]:
+        body = fresh_api.get(f"/api/{resource}/", params={"ordering": ordering}).json()
+        return [record["id"] for record in body["results"]]
+
+    assert ids(field) == by_value
+    assert ids(f"-{field}") == by_value[::-1]
+
+
 def test_pages_are_stable_when_the_ordering_field_ties(
     fresh_api: httpx.Client, make_cabinet: Callable[..., Json]
 ) -> None:

@@ -188,6 +188,18 @@ def main(url: str) -> None:
             ),
         ),
         (
+            "List patients ordered by email, first page",
+            lambda s: crud.list_patients(
+                session=s, filters=ListFilters(ordering="email"), page=page
+            ),
+        ),
+        (
+            "List consultations ordered by diagnosis, first page (no index: free text)",
+            lambda s: crud.list_consultations(
+                session=s, filters=ConsultationFilters(ordering="diagnosis"), page=page
+            ),
+        ),
+        (
             "Search patients: a rare surname (`lovelace`, ~1/30 of rows)",
             lambda s: crud.list_patients(
                 session=s, filters=ListFilters(search="lovelace"), page=page
