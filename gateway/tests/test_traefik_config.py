@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from common.testing import TestSigner, free_port
+from clinic.main import create_app as create_clinic_app
+from clinic.settings import ClinicSettings
+from common.testing import TestSigner, free_port, serve
 from prometheus_client.parser import text_string_to_metric_families
 
 EXPECTED_ROUTERS = {
@@ -279,3 +281,37 @@ def test_auth_paths_are_rate_limited_per_client(start_gateway: Callable[..., Gat
     throttled = [response for response in statuses if response.status_code == 429]
     assert throttled, [response.status_code for response in statuses]
     assert int(throttled[0].headers["retry-after"]) >= 1
+
+
+def test_each_listed_replica_is_checked_and_an_unhealthy_one_dropped(
+    start_gateway: Callable[..., Gateway],
+    signer: TestSigner,
+    edge_url: str,
+    tmp_path: Any,
+) -> None:
+    """CLINIC_URLS lists replicas (compose's --scale): Traefik health-checks each one and
+    sends nothing to one whose /health/ fails (here: its database is unreachable), where a
+    single DNS name would have been one server, checked as one."""
+    healthy = ClinicSettings(database_url=f"sqlite:///{tmp_path / 'a.sqlite3'}", data_dir=tmp_path)
+    no_database = ClinicSettings(
+        database_url=f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/gone",
+        data_dir=tmp_path,
+    )
+    with (
+        serve(create_clinic_app(healthy, token_verifier=signer.verifier())) as good,
+        serve(create_clinic_app(no_database, token_verifier=signer.verifier())) as bad,
+    ):
+        gateway = start_gateway(CLINIC_URLS=f"{good}, {bad}", EDGE_URL=edge_url)
+        deadline = time.monotonic() + 30
+        while True:
+            servers = gateway.file_objects("services")["clinic"].get("serverStatus", {})
+            if servers == {good: "UP", bad: "DOWN"}:
+                break
+            assert time.monotonic() < deadline, servers
+            time.sleep(0.2)
+        headers = signer.auth_header(tenant="public")
+        statuses = [
+            httpx.get(f"{gateway.url}/api/patients/", headers=headers, timeout=10).status_code
+            for _ in range(20)
+        ]
+        assert statuses == [200] * 20
