@@ -315,9 +315,11 @@ def _traefik(
             try:
 
                 def routers_loaded(traefik: TraefikProcess = traefik) -> bool:
-                    response = traefik.get(f"{traefik.api_url}/api/overview", timeout=2)
-                    overview = response.json() if response.status_code == 200 else {}
-                    return int(overview.get("http", {}).get("routers", {}).get("total", 0)) > 0
+                    # The file provider's, not the overview's total: that counts Traefik's own
+                    # (api, ping) routers, there before the route table is read.
+                    response = traefik.get(f"{traefik.api_url}/api/http/routers", timeout=2)
+                    routers = response.json() if response.status_code == 200 else []
+                    return any(router.get("provider") == "file" for router in routers)
 
                 try:
                     _wait_until(routers_loaded, 30, "Traefik", log, process)
