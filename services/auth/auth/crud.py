@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from common.db import utcnow
-from common.errors import TokenInvalid, ValidationFailed
+from common.errors import Throttled, TokenInvalid, ValidationFailed
 from common.listing import ListFilters, order_by
 from sqlalchemy import ColumnElement, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
@@ -230,16 +230,15 @@ def ensure_superuser(
 
 
 def _retry_after(
-    session: Session, column: Mapped[str], value: str, limit: int, window: int, now: datetime
+    session: Session, column: Mapped[str], value: str, skip: int, window: int, now: datetime
 ) -> int:
-    """Seconds until ``value``'s recorded attempts (this one included) are within ``limit``
-    failures before it again (0: this attempt may go ahead)."""
-    # The (limit + 1)-th newest row is the one whose expiry lets this attempt through.
+    """Seconds until the newest ``skip`` rows for ``value`` leave the window (0: fewer)."""
+    # The (skip + 1)-th newest row is the one whose expiry lets the next attempt through.
     statement = (
         select(LoginFailure.failed_at)
         .where(column == value, col(LoginFailure.failed_at) > now - timedelta(seconds=window))
         .order_by(col(LoginFailure.failed_at).desc())
-        .offset(limit)
+        .offset(skip)
         .limit(1)
     )
     failed_at = session.exec(statement).first()
@@ -249,60 +248,72 @@ def _retry_after(
     return max(1, math.ceil(remaining))
 
 
-@dataclass(frozen=True, slots=True)
-class LoginAttempt:
-    id: int
-    retry_after: int  # 0: go ahead and check the password; else refused (nothing recorded)
-
-
-def start_login_attempt(
-    *, session: Session, username: str, address: str, settings: AuthSettings
-) -> LoginAttempt:
-    """Record the attempt (as a failure until ``forget_login_attempt``) and check the limits."""
-    now = utcnow()
+def _throttle(
+    session: Session, key: str, address: str, settings: AuthSettings, now: datetime, own: int
+) -> None:
+    """Throttled when the failures of the window (plus ``own`` rows of this attempt) are past
+    the per-username or per-address limit."""
     window = settings.login_failure_window
-    # Failures older than the window count for nothing; pruning here keeps the table small.
-    session.exec(
-        delete(LoginFailure)
-        .where(col(LoginFailure.failed_at) < now - timedelta(seconds=window))
-        .execution_options(synchronize_session=False)
-    )
-    key = username_key(username)[:150]
-    attempt = LoginFailure(username_key=key, address=address[:64], failed_at=now)
-    session.add(attempt)
-    session.commit()  # visible to every other attempt before this one is judged
-    assert attempt.id is not None
     retry_after = max(
         _retry_after(
             session,
             col(LoginFailure.username_key),
             key,
-            settings.login_failures_per_username,
+            settings.login_failures_per_username - 1 + own,
             window,
             now,
         ),
         _retry_after(
             session,
             col(LoginFailure.address),
-            address[:64],
-            settings.login_failures_per_address,
+            address,
+            settings.login_failures_per_address - 1 + own,
             window,
             now,
         ),
     )
     if retry_after:
-        forget_login_attempt(session=session, attempt_id=attempt.id)  # refused, not failed
-    return LoginAttempt(id=attempt.id, retry_after=retry_after)
+        raise Throttled(retry_after)
 
 
-def forget_login_attempt(*, session: Session, attempt_id: int) -> None:
-    """The attempt succeeded (or was refused unheard): it is no failure."""
+def start_login_attempt(
+    *, session: Session, username: str, address: str, settings: AuthSettings
+) -> int:
+    """Record the attempt (a failure until ``forget_login_attempt``); its id. ``Throttled``
+    when a limit is reached, with nothing recorded: a refused attempt is no failure."""
+    now = utcnow()
+    key, address = username_key(username)[:150], address[:64]
+    # Already over a limit: refused after one read, so a flood of refused attempts writes
+    # nothing (SQLite has one writer for every login, refresh and registration).
+    _throttle(session, key, address, settings, now, own=0)
+    # Failures older than the window count for nothing; pruning here keeps the table small.
+    session.exec(
+        delete(LoginFailure)
+        .where(col(LoginFailure.failed_at) < now - timedelta(seconds=settings.login_failure_window))
+        .execution_options(synchronize_session=False)
+    )
+    attempt = LoginFailure(username_key=key, address=address, failed_at=now)
+    session.add(attempt)
+    session.commit()  # visible to every other attempt before this one is judged
+    assert attempt.id is not None
+    try:
+        _throttle(session, key, address, settings, now, own=1)  # with those in flight
+    except Throttled:
+        forget_login_attempt(session=session, attempt_id=attempt.id)
+        raise
+    return attempt.id
+
+
+def forget_login_attempt(*, session: Session, attempt_id: int, commit: bool = True) -> None:
+    """The attempt succeeded, or was not judged: it is no failure. ``commit=False`` leaves the
+    delete to the caller's next commit (a login's, with its new refresh token)."""
     session.exec(
         delete(LoginFailure)
         .where(col(LoginFailure.id) == attempt_id)
         .execution_options(synchronize_session=False)
     )
-    session.commit()
+    if commit:
+        session.commit()
 
 
 # ---- tokens -------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Registration, login, token refresh, logout and the JWKS: the routes that need no token."""
 
+from contextlib import suppress
 from typing import Any
 
 from common.db import SessionDep
-from common.errors import AuthenticationFailed, ServiceUnavailable, Throttled, TokenInvalid
+from common.errors import AuthenticationFailed, Throttled, TokenInvalid
 from common.tokens import TokenVerifier
 from fastapi import APIRouter, Response, status
 from sqlmodel import Session
@@ -53,29 +54,32 @@ def login(
     hasher: HasherDep,
 ) -> TokenPair:
     """Exchange a username and password for an access and a refresh token."""
-    attempt = crud.start_login_attempt(
-        session=session, username=data.username, address=address, settings=settings
-    )
-    if attempt.retry_after:
-        LOGINS.labels("throttled").inc()
-        raise Throttled(attempt.retry_after)
-    # From here the attempt counts as a failure unless it succeeds.
-    user = crud.authenticate(
-        session=session, username=data.username, password=data.password, hasher=hasher
-    )
-    if user is None or not user.is_active:
-        LOGINS.labels("bad_credentials").inc()
-        raise AuthenticationFailed(NO_ACTIVE_ACCOUNT)
     try:
-        tenant_active = tenants.is_active(user.tenant)
-    except ServiceUnavailable:
-        # The registry did not answer: the right password must not count as a failure.
-        crud.forget_login_attempt(session=session, attempt_id=attempt.id)
+        attempt_id = crud.start_login_attempt(
+            session=session, username=data.username, address=address, settings=settings
+        )
+    except Throttled:
+        LOGINS.labels("throttled").inc()
         raise
-    if not tenant_active:
-        LOGINS.labels("inactive_tenant").inc()
+    # From here the attempt counts as a failure unless it succeeds.
+    try:
+        user = crud.authenticate(
+            session=session, username=data.username, password=data.password, hasher=hasher
+        )
+        if user is None or not user.is_active:
+            refused = "bad_credentials"
+        else:
+            refused = "" if tenants.is_active(user.tenant) else "inactive_tenant"
+    except Exception:
+        # Not judged (the tenants registry or the database did not answer): no failure.
+        with suppress(Exception):
+            session.rollback()
+            crud.forget_login_attempt(session=session, attempt_id=attempt_id)
+        raise
+    if refused or user is None:
+        LOGINS.labels(refused).inc()
         raise AuthenticationFailed(NO_ACTIVE_ACCOUNT)
-    crud.forget_login_attempt(session=session, attempt_id=attempt.id)
+    crud.forget_login_attempt(session=session, attempt_id=attempt_id, commit=False)
     LOGINS.labels("success").inc()
     return crud.issue_token_pair(session=session, signer=signer, user=user, settings=settings)
 
