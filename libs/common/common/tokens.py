@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 import httpx
 import jwt
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 
 from common.errors import NotAuthenticated, PermissionDenied, ServiceUnavailable, TokenInvalid
 
@@ -240,6 +240,13 @@ async def prefetch_keys(verifier: TokenVerifier, interval: float = 1.0) -> None:
     while not await asyncio.to_thread(verifier.refresh_keys):
         await asyncio.sleep(interval)
     log.info("JWKS loaded")
+
+
+def jwks_health_check(app: FastAPI) -> None:
+    """A service's ``jwks`` health check: not ready while ``app.state.token_verifier`` holds
+    no signing key (no token would verify)."""
+    verifier: TokenVerifier = app.state.token_verifier
+    verifier.check_keys()
 
 
 @asynccontextmanager

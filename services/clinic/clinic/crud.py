@@ -45,19 +45,17 @@ RECORDS_CREATED = Counter(
 
 Record = TypeVar("Record", Cabinet, Patient, Consultation)
 
-# Orderable fields of each list: every field a list shows (DESIGN.md; DRF's OrderingFilter
-# offers the serializer's fields too). Patients' are all indexed with the id (migrations 0001,
-# 0003); cabinets are few per practice, and consultations' free text (up to 10,000 characters)
-# is too long for a b-tree, so those sorts run without an index. Other names are ignored, as
-# in DRF. What search reads: SEARCH_TEXT.
-ORDERING_FIELDS: dict[type[SQLModel], frozenset[str]] = {
-    Cabinet: frozenset({"id", "name", "address", "contact_number", "created_at", "updated_at"}),
-    Patient: frozenset(
-        {"id", "name", "birthdate", "contact_number", "email", "created_at", "updated_at"}
-    ),
-    Consultation: frozenset(
-        {"id", "patient", "cabinet", "date", "diagnosis", "treatment", "created_at", "updated_at"}
-    ),
+# Every mapped column of each resource, by attribute name (``patient``, not ``patient_id``):
+# what a list selects, and what ``?ordering=`` accepts - every field a list shows (DESIGN.md;
+# DRF's OrderingFilter offers the serializer's fields too). Patients' are all indexed with the
+# id (migrations 0001, 0003); cabinets are few per practice, and consultations' free text (up
+# to 10,000 characters) is too long for a b-tree, so those sorts run without an index. Other
+# names are ignored, as in DRF. Built once: lists are the hot path. Search reads SEARCH_TEXT.
+LIST_COLUMNS: dict[type[SQLModel], dict[str, InstrumentedAttribute[Any]]] = {
+    model: {
+        attribute.key: getattr(model, attribute.key) for attribute in inspect(model).column_attrs
+    }
+    for model in (Cabinet, Patient, Consultation)
 }
 MAX_SEARCH_TERMS = 10
 
@@ -106,16 +104,6 @@ def search_conditions(model: type[SQLModel], search: str) -> list[ColumnElement[
     return [text.like(func.lower(f"%{_escape_like(term)}%"), escape="\\") for term in terms]
 
 
-def _ordering(model: type[SQLModel], ordering: str) -> list[ColumnElement[Any]]:
-    columns = {name: _column(model, name) for name in ORDERING_FIELDS[model]}
-    return order_by(ordering, columns)
-
-
-def _columns(model: type[SQLModel]) -> list[InstrumentedAttribute[Any]]:
-    """Every mapped column, labelled by attribute name (``patient``, not ``patient_id``)."""
-    return [_column(model, attribute.key) for attribute in inspect(model).column_attrs]
-
-
 def _list(
     session: Session,
     model: type[Record],
@@ -123,14 +111,15 @@ def _list(
     conditions: Sequence[ColumnElement[bool]],
     page: PageRequest,
 ) -> PageResult[Row[Any]]:
+    columns = LIST_COLUMNS[model]
     where = [*conditions, *search_conditions(model, filters.search)]
     if filters.updated_after is not None:
-        where.append(_column(model, "updated_at") >= filters.updated_after)
+        where.append(columns["updated_at"] >= filters.updated_after)
     # The count uses exactly the same filters as the page. The page selects the columns, not
     # the entity: rows are only serialised, and building 50 ORM instances per page (identity
     # map, instrumentation) was a fifth of clinic's CPU on lists.
-    rows: Select[Any] = select(*_columns(model)).where(*where)
-    rows = rows.order_by(*_ordering(model, filters.ordering))
+    rows: Select[Any] = select(*columns.values()).where(*where)
+    rows = rows.order_by(*order_by(filters.ordering, columns))
     count: Select[int] = select(func.count()).select_from(model).where(*where)
     return paginate(session, rows, count, page)
 

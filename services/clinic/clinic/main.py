@@ -7,7 +7,12 @@ from contextlib import asynccontextmanager
 
 from common.app import create_app as create_service_app
 from common.errors import ServiceUnavailable
-from common.tokens import TokenVerifier, http_jwks_source, keys_prefetched
+from common.tokens import (
+    TokenVerifier,
+    http_jwks_source,
+    jwks_health_check,
+    keys_prefetched,
+)
 from fastapi import FastAPI
 from sqlalchemy import exc as sa_exc
 
@@ -32,12 +37,6 @@ def _provision_default_tenant(databases: TenantDatabases) -> None:
         databases.ensure_tenant(databases.default_tenant)
     except (sa_exc.OperationalError, sa_exc.InterfaceError, ServiceUnavailable) as exc:
         log.warning("default tenant not provisioned at start-up: %s", type(exc).__name__)
-
-
-def _check_keys(app: FastAPI) -> None:
-    # Without the JWKS no token verifies: not ready until it is loaded from auth.
-    verifier: TokenVerifier = app.state.token_verifier
-    verifier.check_keys()
 
 
 def create_app(
@@ -70,5 +69,5 @@ def create_app(
         settings=settings,
         routers=[cabinets.router, patients.router, consultations.router],
         lifespan=lifespan,
-        health_checks={"database": _check_database, "jwks": _check_keys},
+        health_checks={"database": _check_database, "jwks": jwks_health_check},
     )

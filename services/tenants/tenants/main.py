@@ -6,7 +6,12 @@ from contextlib import asynccontextmanager
 from common.app import create_app as create_service_app
 from common.db import ping
 from common.observability import track_engine
-from common.tokens import TokenVerifier, http_jwks_source, keys_prefetched
+from common.tokens import (
+    TokenVerifier,
+    http_jwks_source,
+    jwks_health_check,
+    keys_prefetched,
+)
 from fastapi import FastAPI
 from sqlmodel import Session
 
@@ -18,12 +23,6 @@ from tenants.settings import TenantsSettings, get_settings
 
 def _database_check(app: FastAPI) -> None:
     ping(app.state.engine)
-
-
-def _check_keys(app: FastAPI) -> None:
-    # Without the JWKS no token verifies: not ready until it is loaded from auth.
-    verifier: TokenVerifier = app.state.token_verifier
-    verifier.check_keys()
 
 
 def create_app(
@@ -62,5 +61,5 @@ def create_app(
         settings=settings,
         routers=[tenants.router, internal.router],
         lifespan=lifespan,
-        health_checks={"database": _database_check, "jwks": _check_keys},
+        health_checks={"database": _database_check, "jwks": jwks_health_check},
     )
