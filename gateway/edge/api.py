@@ -6,6 +6,7 @@ from http import HTTPStatus
 from typing import Any
 
 import httpx
+from common.observability import KNOWN_METHODS
 from common.tokens import KEYS_NOT_LOADED, TokenVerifier
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -23,13 +24,14 @@ ERROR_DETAILS = {
     504: "Gateway timeout: the service did not answer in time.",
 }
 RETRY_AFTER = {429: "1", 503: "5"}
-ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 router = APIRouter()
 
 
 @router.api_route(
-    "/errors/{status}/", methods=ANY_METHOD, summary="JSON error page for Traefik's errors"
+    "/errors/{status}/",
+    methods=sorted(KNOWN_METHODS),
+    summary="JSON error page for Traefik's errors",
 )
 async def error_page(status: int) -> JSONResponse:
     """``{"detail": ...}`` for ``status``; Traefik's errors middleware keeps the original code."""

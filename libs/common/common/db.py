@@ -36,17 +36,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-DATETIME_OUT_OF_RANGE = "Datetime is out of range."
+class DatetimeOutOfRange(ValueError):
+    """A date-time with no UTC equivalent (0001-01-01T00:00+01:00)."""
+
+    def __init__(self) -> None:
+        super().__init__("Datetime is out of range.")
 
 
 def as_utc(value: datetime) -> datetime:
-    """Aware UTC; a naive value is taken as UTC. ValueError if it has no UTC equivalent."""
+    """Aware UTC; a naive value is taken as UTC. ``DatetimeOutOfRange`` if it has none."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     try:
         return value.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00
-        raise ValueError(DATETIME_OUT_OF_RANGE) from None
+    except OverflowError:
+        raise DatetimeOutOfRange() from None
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -62,13 +66,13 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        value = as_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return as_utc(value)
 
 
 def is_sqlite(url: str) -> bool:

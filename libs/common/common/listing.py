@@ -19,6 +19,8 @@ from common.db import as_utc
 from common.errors import ValidationFailed
 
 INVALID_DATETIME = "Enter a valid date/time."
+# More terms than this are ignored: each one is a LIKE over the list, in the count and the page.
+MAX_SEARCH_TERMS = 10
 
 Sortable = ColumnElement[Any] | InstrumentedAttribute[Any] | Mapped[Any]
 
@@ -44,6 +46,12 @@ def utc_datetime(text: str) -> datetime:
     if not ISO_DATETIME.match(text):
         raise ValueError("not an ISO 8601 date-time")
     return as_utc(datetime.fromisoformat(text))
+
+
+def search_terms(search: str) -> list[str]:
+    """``?search=`` as DRF's SearchFilter splits it: on spaces and commas (every term must
+    match some field). NUL is dropped: stored text never holds it and PostgreSQL refuses it."""
+    return search.replace("\x00", "").replace(",", " ").split()[:MAX_SEARCH_TERMS]
 
 
 async def list_filters(

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from common.db import utcnow
 from common.errors import Throttled, TokenInvalid, ValidationFailed
-from common.listing import ListFilters, order_by
+from common.listing import ListFilters, order_by, search_terms
 from sqlalchemy import ColumnElement, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped
@@ -112,7 +112,9 @@ USER_ORDERING = {
     "username": col(User.username_key),
     "email": col(User.email),
     "role": col(User.role),
+    "tenant": col(User.tenant),
     "is_active": col(User.is_active),
+    "is_superuser": col(User.is_superuser),
     "date_joined": col(User.date_joined),
     "updated_at": col(User.updated_at),
 }
@@ -133,10 +135,11 @@ def _user_conditions(scope: UserScope, filters: ListFilters) -> list[ColumnEleme
     if not scope.include_superusers:
         conditions.append(col(User.is_superuser).is_(False))
     # As DRF's SearchFilter: every term (split on spaces and commas) in username or email.
-    for term in filters.search.replace("\x00", "").replace(",", " ").split():
+    for term in search_terms(filters.search):
         conditions.append(
             or_(
-                col(User.username_key).contains(term.casefold(), autoescape=True),
+                # Normalised as stored usernames are (NFKC, case-folded).
+                col(User.username_key).contains(username_key(term), autoescape=True),
                 func.lower(col(User.email)).contains(term.lower(), autoescape=True),
             )
         )

@@ -204,6 +204,29 @@ def test_search_looks_in_username_and_email_case_insensitively(
     assert _usernames(wildcard) == []  # LIKE wildcards are matched literally
 
 
+def test_search_terms_are_normalised_as_usernames_are(
+    client: httpx.Client, as_admin: dict[str, str], people: dict[str, User]
+) -> None:
+    # Fullwidth letters fold to the stored NFKC, case-folded username.
+    response = client.get(
+        "/api/auth/users/", params={"search": "\uff33\uff34\uff21\uff26\uff26"}, headers=as_admin
+    )
+
+    assert _usernames(response) == ["staff_a"]
+
+
+def test_superusers_order_users_by_tenant(
+    client: httpx.Client, as_superuser: dict[str, str], people: dict[str, User]
+) -> None:
+    response = client.get(
+        "/api/auth/users/", params={"ordering": "tenant,-is_superuser"}, headers=as_superuser
+    )
+
+    listed = [(user["tenant"], not user["is_superuser"]) for user in response.json()["results"]]
+    assert listed == sorted(listed)
+    assert listed[0][0] == "clinic_b"
+
+
 def test_search_stays_within_the_admins_tenant(
     client: httpx.Client, as_admin: dict[str, str], people: dict[str, User]
 ) -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from common.errors import Conflict, ValidationFailed
-from common.listing import ListFilters, order_by
+from common.listing import ListFilters, order_by, search_terms
 from prometheus_client import Counter
 from sqlalchemy import (
     ColumnElement,
@@ -57,7 +57,6 @@ LIST_COLUMNS: dict[type[SQLModel], dict[str, InstrumentedAttribute[Any]]] = {
     }
     for model in (Cabinet, Patient, Consultation)
 }
-MAX_SEARCH_TERMS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +96,7 @@ def search_conditions(model: type[SQLModel], search: str) -> list[ColumnElement[
     # As DRF's SearchFilter: terms split on spaces and commas; every term must match a field,
     # case-insensitively. Terms hold no spaces, so matching the space-joined fields is matching
     # any one of them; lower() of the pattern is the database's, as for the stored text.
-    terms = search.replace("\x00", "").replace(",", " ").split()[:MAX_SEARCH_TERMS]
+    terms = search_terms(search)
     if not terms:
         return []
     text = search_text(model)

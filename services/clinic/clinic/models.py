@@ -10,7 +10,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from common.db import DATETIME_OUT_OF_RANGE, UTCDateTime, as_utc, utcnow
+from common.db import DatetimeOutOfRange, UTCDateTime, as_utc, utcnow
 from common.listing import utc_datetime
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BeforeValidator, field_validator
@@ -111,9 +111,9 @@ def parse_datetime(value: Any) -> datetime:
         raise ValueError(DATETIME_FORMAT_MESSAGE)
     try:
         return utc_datetime(value)
-    except ValueError as exc:
-        if str(exc) == DATETIME_OUT_OF_RANGE:
-            raise
+    except DatetimeOutOfRange:
+        raise
+    except ValueError:
         raise ValueError(DATETIME_FORMAT_MESSAGE) from None
 
 
