@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Dialect, Engine, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Dialect, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool
@@ -200,6 +200,14 @@ def alembic_config(script_location: Path, url: str) -> Config:
     return config
 
 
+def without_statement_timeout(connection: Connection) -> None:
+    """Lift the engine's request-sized statement timeout for the rest of this transaction: a
+    migration rewriting a large table (or building its index) may take longer, and a timed-out
+    one would be retried, and time out, on every start."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET LOCAL statement_timeout = 0"))
+
+
 def upgrade(script_location: Path, engine: Engine, *, lock_key: int) -> None:
     """Apply a service's migrations to ``engine``'s database (idempotent).
 
@@ -211,6 +219,7 @@ def upgrade(script_location: Path, engine: Engine, *, lock_key: int) -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+        without_statement_timeout(connection)
         current = MigrationContext.configure(connection).get_current_revision()
         if is_newer_release(script_location, current):
             return

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from common.db import create_db_engine, is_sqlite, ping
+from common.db import create_db_engine, is_sqlite, ping, upgrade
 from common.pytest_plugin import DatabaseUrlFactory
 from sqlalchemy import text
 
@@ -72,5 +72,47 @@ def test_ping_raises_when_the_server_is_unreachable(unused_tcp_port: int) -> Non
     try:
         with pytest.raises(Exception, match=r"(?i)connect"):
             ping(engine)
+    finally:
+        engine.dispose()
+
+
+ENV_PY = """
+from alembic import context
+
+context.configure(connection=context.config.attributes["connection"])
+with context.begin_transaction():
+    context.run_migrations()
+"""
+
+# Records the statement timeout its upgrade runs under.
+REVISION = """
+from alembic import op
+
+revision = "a1"
+down_revision = None
+
+
+def upgrade():
+    timeout = op.get_bind().exec_driver_sql("SHOW statement_timeout").scalar()
+    op.execute("CREATE TABLE seen (timeout text)")
+    op.execute(f"INSERT INTO seen VALUES ('{timeout}')")
+"""
+
+
+def test_migrations_run_without_the_request_statement_timeout(
+    database_url: DatabaseUrlFactory, backend: str, tmp_path: Path
+) -> None:
+    """A migration rewriting a big table must not die at the 30 s a request gets."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has no statement timeout")
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "env.py").write_text(ENV_PY)
+    (tmp_path / "versions" / "a1_seen.py").write_text(REVISION)
+    engine = create_db_engine(database_url("common"))
+    try:
+        upgrade(tmp_path, engine, lock_key=42)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT timeout FROM seen")).scalar() == "0"
+            assert connection.execute(text("SHOW statement_timeout")).scalar() == "30s"
     finally:
         engine.dispose()

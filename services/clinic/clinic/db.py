@@ -29,6 +29,7 @@ from common.db import (
     is_newer_release,
     known_revisions,
     migrations_dir,
+    without_statement_timeout,
 )
 from common.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
 from common.observability import track_engine
@@ -195,6 +196,7 @@ class PostgresTenants(TenantDatabases):
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(tenant)}
             )
+            without_statement_timeout(connection)
             # Ask the catalog with a query (a fresh snapshot), not CREATE SCHEMA IF NOT EXISTS:
             # that consults this backend's cache, which may still say "absent" after another
             # process created the schema while we waited for the lock.
