@@ -18,6 +18,7 @@ USERNAME_MAX_LENGTH = 150
 EMAIL_MAX_LENGTH = 254
 USERNAME_PATTERN = re.compile(r"^[\w.@+-]+\Z")
 BLANK = "This field may not be blank."
+NULL_CHARACTER = "Null characters are not allowed."
 
 
 def _timestamp(*, nullable: bool = False, index: bool = False) -> Any:
@@ -162,6 +163,14 @@ class UserUpdate(SQLModel):
 class LoginRequest(SQLModel):
     username: str
     password: str
+
+    @field_validator("username", "password")
+    @classmethod
+    def _no_null_character(cls, value: str) -> str:
+        # As DRF's CharField; PostgreSQL would refuse it in the lookup (a 500).
+        if "\x00" in value:
+            raise ValueError(NULL_CHARACTER)
+        return value
 
     @field_validator("username")
     @classmethod

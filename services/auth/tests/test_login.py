@@ -131,6 +131,19 @@ def test_missing_or_blank_fields_are_a_400(client: httpx.Client) -> None:
         assert response.json() == errors, body
 
 
+def test_a_null_character_is_a_400_as_in_drf(client: httpx.Client) -> None:
+    # PostgreSQL refuses NUL in text: it must not get as far as a query (a 500).
+    for body in (
+        {"username": "adm\x00in", "password": "whatever-pass-1"},
+        {"username": "admin", "password": "what\x00ever"},
+    ):
+        response = client.post("/api/auth/login/", json=body)
+
+        assert response.status_code == 400, response.text
+        (field,) = response.json()
+        assert response.json()[field] == ["Null characters are not allowed."]
+
+
 def test_a_body_that_is_not_an_object_is_a_400(client: httpx.Client) -> None:
     response = client.post("/api/auth/login/", json=["user", "pass"])
 
