@@ -1,85 +1,69 @@
-"""``create_app``: one call gives a service its errors, metrics, health, logging and lifespan."""
+"""``create_app``: one call gives a service its errors, metrics, health, logging and lifespan.
 
+What differs between services is passed in; what is alike is done here, in this order at
+start-up: logging; the service's own database (an async engine on ``app.state.engine``,
+migrated first); the token verifier (``app.state.token_verifier``, its JWKS fetched from auth in
+the background); then the service's own ``lifespan``. Shut down in reverse.
+"""
+
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
-import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
+from common.db import create_async_db_engine, create_db_engine, ping_async, upgrade
 from common.errors import install_error_handlers
 from common.health import HealthCheck, health_router
-from common.observability import ObservabilityMiddleware, configure_logging
+from common.middleware import ServiceMiddleware
+from common.observability import configure_logging, track_engine
 from common.settings import ServiceSettings
+from common.tokens import (
+    TokenVerifier,
+    http_jwks_source,
+    jwks_health_check,
+    keys_prefetched,
+)
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
-JSON_TYPES = (b"application/json", b"+json")
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
+@dataclass(frozen=True, slots=True)
+class Database:
+    """A service's own database: where it is, and its Alembic tree (applied at start-up)."""
 
-class RequestShapeMiddleware:
-    """Serves ``/x`` exactly like ``/x/`` (no redirect), ``HEAD`` like ``GET`` without the body,
-    and refuses non-JSON bodies with 415."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            if not path.endswith("/"):
-                scope["path"] = path + "/"
-            if scope["method"] == "HEAD":
-                await self._head_as_get(scope, receive, send)
-                return
-            if scope["method"] in BODY_METHODS and not self._json_or_empty(scope):
-                response = Response(
-                    content=b'{"detail":"Unsupported media type in request. Use application/json."}',
-                    status_code=415,
-                    media_type="application/json",
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    async def _head_as_get(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Routes are declared for GET. The app sees a GET in a copy of the scope; the server
-        # keeps the original (HEAD) and sends the headers without the body. The route the
-        # router matched is copied back for the observability middleware's labels.
-        as_get = {**scope, "method": "GET"}
-        try:
-            await self.app(as_get, receive, send)
-        finally:
-            if "route" in as_get:
-                scope["route"] = as_get["route"]
-
-    @staticmethod
-    def _json_or_empty(scope: Scope) -> bool:
-        content_type = b""
-        has_body = False
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value.split(b";", 1)[0].strip().lower()
-            elif name == b"content-length":
-                has_body = value.strip() not in (b"0", b"")
-            elif name == b"transfer-encoding":
-                has_body = True
-        if not content_type:
-            return not has_body
-        return content_type == JSON_TYPES[0] or content_type.endswith(JSON_TYPES[1])
+    url: str
+    migrations: Path
+    # Any constant of the service's own: replicas starting together take turns at migrating.
+    lock_key: int
 
 
 def metrics_router() -> APIRouter:
     router = APIRouter(tags=["metrics"])
 
     @router.get("/metrics/", summary="Prometheus metrics", include_in_schema=False)
-    def metrics() -> Response:
+    async def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def _migrate(database: Database) -> None:
+    # Alembic is synchronous: psycopg2 (or sqlite3) on a one-connection engine, in a thread.
+    engine = create_db_engine(database.url, pool_size=1, max_overflow=0)
+    try:
+        upgrade(database.migrations, engine, lock_key=database.lock_key)
+    finally:
+        engine.dispose()
+
+
+async def _check_database(app: FastAPI) -> None:
+    await ping_async(app.state.engine)
 
 
 def create_app(
@@ -88,6 +72,9 @@ def create_app(
     version: str,
     settings: ServiceSettings,
     routers: Sequence[APIRouter],
+    database: Database | None = None,
+    jwks_url: str | None = None,
+    token_verifier: TokenVerifier | None = None,
     lifespan: Lifespan | None = None,
     health_checks: Mapping[str, HealthCheck] | None = None,
     health: APIRouter | None = None,
@@ -95,27 +82,54 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app wired the way every DentiaPro service is.
 
-    ``lifespan`` creates the service's engines and clients on ``app.state`` and closes them;
+    ``database``: the service's own database, migrated at start-up, served through an async
+    engine on ``app.state.engine`` and checked by ``/health/`` as ``database``.
+    ``jwks_url`` (or a ready ``token_verifier``, e.g. in tests): protected routes verify tokens
+    with auth's public keys, fetched in the background from start-up (``/health/`` checks
+    ``jwks`` until they are held).
+    ``lifespan`` sets up what else the service needs on ``app.state``, after the above.
     ``health_checks`` are run by ``/health/`` concurrently, each within the settings' timeout;
     ``health`` replaces the standard ``/health/`` routes altogether (a process whose readiness
-    is not its own, like the edge that aggregates the services behind the gateway);
-    ``middleware`` (pure ASGI, outermost first) runs inside the observability and request-shape
-    middlewares, just before FastAPI's router: an endpoint too hot for the router lives there.
+    is not its own, like the edge that aggregates the services behind the gateway).
+    ``middleware`` (pure ASGI, outermost first) runs inside the service middleware, just before
+    FastAPI's router.
     """
+    verifier = token_verifier
+    if verifier is None and jwks_url is not None:
+        verifier = TokenVerifier(
+            http_jwks_source(jwks_url),
+            issuer=settings.jwt_issuer,
+            refetch_interval=settings.jwks_refetch_interval,
+        )
+    checks: dict[str, HealthCheck] = {}
+    if database is not None:
+        checks["database"] = _check_database
+    if verifier is not None:
+        checks["jwks"] = jwks_health_check
+    checks.update(health_checks or {})
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(service, settings.log_level)
-        # Sync routes and dependencies run in anyio's threads (40 by default). More threads
-        # than pooled connections only queue on the pool, and connections beyond the pool size
-        # (overflow) are closed as soon as they are returned: under load the pool churns,
-        # opening a PostgreSQL backend per burst. Queue in the event loop instead.
-        limiter = anyio.to_thread.current_default_thread_limiter()
-        limiter.total_tokens = max(1, min(limiter.total_tokens, settings.db_pool_size))
-        if lifespan is None:
-            yield
-            return
-        async with lifespan(app):
+        async with AsyncExitStack() as stack:
+            if database is not None:
+                await asyncio.to_thread(_migrate, database)
+                engine = create_async_db_engine(
+                    database.url,
+                    pool_size=settings.db_pool_size,
+                    max_overflow=settings.db_max_overflow,
+                    application_name=f"dentiapro-{service}",
+                )
+                track_engine(engine)
+                app.state.engine = engine
+                stack.push_async_callback(engine.dispose)
+            if verifier is not None:
+                app.state.token_verifier = verifier
+                await stack.enter_async_context(
+                    keys_prefetched(verifier, settings.jwks_refetch_interval)
+                )
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan(app))
             yield
 
     app = FastAPI(
@@ -126,20 +140,19 @@ def create_app(
         docs_url="/docs/",
         redoc_url=None,
         openapi_url="/openapi.json/",
-        # No OpenTelemetry provider is configured anywhere; left on, FastAPI asks OpenTelemetry
-        # for its global providers on every request (os.environ lookups) to find that out.
+        # No OpenTelemetry provider is configured by FastAPI; left on, FastAPI asks
+        # OpenTelemetry for its global providers on every request (os.environ lookups).
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
+    if verifier is not None:
+        app.state.token_verifier = verifier
     install_error_handlers(app)
-    app.include_router(
-        health or health_router(service, version, health_checks or {}, settings.health_timeout)
-    )
+    app.include_router(health or health_router(service, version, checks, settings.health_timeout))
     app.include_router(metrics_router())
     for router in routers:
         app.include_router(router)
     for inner in reversed(middleware):
         app.add_middleware(inner)
-    app.add_middleware(RequestShapeMiddleware)
-    app.add_middleware(ObservabilityMiddleware)
+    app.add_middleware(ServiceMiddleware)
     return app

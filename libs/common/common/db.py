@@ -1,15 +1,21 @@
-"""Database engines and sessions for SQLite (the embedded default) and PostgreSQL.
+"""Database engines for SQLite (the embedded default) and PostgreSQL, async and sync.
 
-SQLite connections get WAL, ``foreign_keys=ON`` and a Unicode-aware ``lower()`` on every
-connect; PostgreSQL engines use psycopg2 with a bounded pool, a liveness check on checkout
-(a terminated backend or a server restart is noticed before use, not as a 500) and short
-connect/statement timeouts so a hung server turns into a quick 503.
+Requests are served on the event loop through SQLAlchemy's asyncio extension: asyncpg for
+PostgreSQL, aiosqlite for SQLite (``create_async_db_engine``). Operators configure the
+documented ``postgresql+psycopg2://`` (or ``sqlite:///``) URLs; ``async_url`` derives the async
+driver's URL from them. Alembic migrations and operator tools stay synchronous on psycopg2
+(``create_db_engine``), where a thread is the right tool.
+
+Both kinds of engine set each backend up the same way: SQLite connections get WAL,
+``foreign_keys=ON`` and a Unicode-aware ``lower()``; PostgreSQL connections a bounded pool, a
+liveness check on checkout (a terminated backend or a server restart is noticed before use,
+not as a 500) and short connect/statement timeouts, so a hung server turns into a quick 503.
 """
 
 import logging
 import select
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,11 +26,14 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Depends, Request
 from sqlalchemy import Connection, DateTime, Dialect, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 log = logging.getLogger("dentiapro.db")
 
@@ -79,6 +88,30 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+# --- the async driver's URL, derived from the configured one ---
+
+ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
+# libpq query parameters an operator may have put in a psycopg2 URL, as asyncpg names them.
+_LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
+
+
+class UnsupportedDatabaseUrl(ValueError):
+    """A database URL whose backend DentiaPro does not serve (neither PostgreSQL nor SQLite)."""
+
+
+def async_url(url: str) -> URL:
+    """The URL the request path connects with: ``postgresql+psycopg2://`` (or any PostgreSQL
+    driver) becomes ``postgresql+asyncpg://``, ``sqlite:///`` becomes ``sqlite+aiosqlite:///``;
+    the libpq parameters asyncpg knows under another name (``sslmode``, ``connect_timeout``)
+    are renamed, so an operator's configuration works unchanged."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in ASYNC_DRIVERS:
+        raise UnsupportedDatabaseUrl(f"unsupported database backend: {backend!r}")
+    query = {_LIBPQ_TO_ASYNCPG.get(key, key): value for key, value in parsed.query.items()}
+    return parsed.set(drivername=f"{backend}+{ASYNC_DRIVERS[backend]}", query=query)
+
+
 def _unicode_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -94,6 +127,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
+def _sqlite_file(url: URL) -> None:
+    database = url.database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
 def _socket_has_data(dbapi_connection: Any) -> bool:
     poller = select.poll()
     poller.register(dbapi_connection.fileno(), select.POLLIN)
@@ -101,7 +140,7 @@ def _socket_has_data(dbapi_connection: Any) -> bool:
 
 
 def _check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """Refuse a pooled connection the server has closed; the pool then opens a new one.
+    """Refuse a pooled psycopg2 connection the server has closed; the pool opens a new one.
 
     Cheaper than ``pool_pre_ping`` (a ``SELECT 1`` round trip and transaction per checkout): an
     idle connection has nothing to read, and a server that terminates a backend or shuts down
@@ -126,14 +165,20 @@ def _check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         raise DisconnectionError(type(exc).__name__) from exc
 
 
+def _check_alive_async(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """The asyncpg twin of ``_check_alive``, at no cost: asyncpg reads its socket from the event
+    loop, so a backend the server terminated (or a server that went away) has already marked
+    the connection closed when it is checked out; no ping is needed to find out."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("connection closed by the server")
+
+
 def create_db_engine(
     url: str, *, pool_size: int = 10, max_overflow: int = 10, application_name: str = "dentiapro"
 ) -> Engine:
-    """An engine for ``url`` with the settings every service needs on its backend."""
+    """A synchronous engine (psycopg2 or sqlite3) for migrations and operator tools."""
     if is_sqlite(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_file(make_url(url))
         engine = create_engine(
             url,
             poolclass=QueuePool,
@@ -162,6 +207,48 @@ def create_db_engine(
     return engine
 
 
+def create_async_db_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 10, application_name: str = "dentiapro"
+) -> AsyncEngine:
+    """The request path's engine for ``url`` (a configured, synchronous-driver URL): asyncpg or
+    aiosqlite, set up as ``create_db_engine`` sets up its backend.
+
+    No ``pool_pre_ping``: a checkout costs no round trip (``_check_alive_async``).
+    """
+    target = async_url(url)
+    if target.get_backend_name() == "sqlite":
+        _sqlite_file(target)
+        engine = create_async_engine(
+            target,
+            poolclass=AsyncAdaptedQueuePool,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            connect_args={"timeout": 30},
+            hide_parameters=True,
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args: dict[str, Any] = {
+        "server_settings": {
+            "application_name": application_name,
+            "statement_timeout": str(STATEMENT_TIMEOUT_MS),
+        },
+    }
+    if "timeout" not in target.query:
+        connect_args["timeout"] = CONNECT_TIMEOUT_SECONDS
+    engine = create_async_engine(
+        target,
+        hide_parameters=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=5,
+        pool_recycle=1800,
+        connect_args=connect_args,
+    )
+    event.listen(engine.sync_engine, "checkout", _check_alive_async)
+    return engine
+
+
 def ping(engine: Engine) -> float:
     """Run ``SELECT 1``; return the time it took in milliseconds (raises when it fails)."""
     started = time.perf_counter()
@@ -170,13 +257,53 @@ def ping(engine: Engine) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session on the service's engine (``app.state.engine``), closed after the request."""
+async def ping_async(engine: AsyncEngine) -> float:
+    """``ping`` on the request path's engine."""
+    started = time.perf_counter()
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    return (time.perf_counter() - started) * 1000
+
+
+# --- what counts as "the database is unavailable" (a 503, never a 500) ---
+
+# SQLSTATE classes and codes of a server that cannot serve now: connection exceptions (08),
+# insufficient resources (53), operator intervention (57: shutdown, statement timeout), and
+# system errors (58).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached or cannot serve right now (connect
+    refused or timed out, a connection lost, the pool exhausted, a shutdown, a statement
+    timeout), as opposed to an error in the statement or the data."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        ):
+            return True
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
+    # asyncpg raises OS-level errors (refused, reset) and timeouts while connecting.
+    return isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError | OSError | TimeoutError)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session on the service's engine (``app.state.engine``), closed when the route returns."""
+    async with AsyncSession(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_sync_session(request: Request) -> Iterator[Session]:
+    """A synchronous session on ``app.state.engine`` (services not yet on the async path)."""
     with Session(request.app.state.engine, expire_on_commit=False) as session:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SyncSessionDep = Annotated[Session, Depends(get_sync_session)]
 
 
 def migrations_dir(package_file: str) -> Path:

@@ -13,7 +13,7 @@
 
 Code raises these; ``install_error_handlers`` formats them, plus FastAPI's own validation
 errors (400, never 422), malformed JSON (400), 404/405 and anything unexpected (500 without
-a trace). Database connection failures become 503.
+a trace). A database that cannot be reached or cannot serve becomes 503 (``is_unavailable``).
 """
 
 import json
@@ -26,6 +26,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from common.db import is_unavailable
 
 log = logging.getLogger("dentiapro.errors")
 
@@ -179,7 +181,12 @@ async def _request_validation_error(_: Request, exc: Exception) -> Response:
         # A path parameter that does not parse (a non-numeric id) names no resource.
         if error.get("loc", ("",))[0] == "path":
             return _json(404, {"detail": NotFound.default_detail})
-    if any(error.get("loc") == ("body",) and error.get("type") == "missing" for error in errors):
+    # No body, or a JSON null: DRF's "No data provided." (not "expected a dictionary").
+    if any(
+        error.get("loc") == ("body",)
+        and (error.get("type") == "missing" or error.get("input", "") is None)
+        for error in errors
+    ):
         return _json(400, {"non_field_errors": ["No data provided."]})
     return _json(400, validation_errors_to_fields(errors))
 
@@ -196,6 +203,8 @@ async def _http_exception(_: Request, exc: Exception) -> Response:
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
+    if not is_unavailable(exc):
+        return await _unexpected(request, exc)
     log.warning(
         "database unavailable: %s",
         type(exc).__name__,
@@ -221,9 +230,16 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
-    # Connection-level failures (server down, pool exhausted) are transient: 503, not 500.
-    app.add_exception_handler(sa_exc.OperationalError, _database_error)
-    app.add_exception_handler(sa_exc.InterfaceError, _database_error)
-    app.add_exception_handler(sa_exc.DisconnectionError, _database_error)
-    app.add_exception_handler(sa_exc.TimeoutError, _database_error)
+    # Connection-level failures (server down or refusing, a connection lost, the pool
+    # exhausted, a statement timeout) are transient: 503, not 500. Other database errors are
+    # 500s, answered here too so that they pass through the service middleware (logged and
+    # counted with their status, and the request id on the response).
+    for database_error in (
+        sa_exc.DBAPIError,
+        sa_exc.DisconnectionError,
+        sa_exc.TimeoutError,
+        OSError,
+        TimeoutError,
+    ):
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,13 +1,12 @@
-"""Per-request observability as one pure ASGI middleware: request id, metrics and a JSON log line.
+"""What every process reports: Prometheus metrics (requests, pools) and JSON log lines.
 
 Metrics are labelled by route *template* (``/api/patients/{patient_id}/``), method and status
-code, never by raw path, tenant or user, so series stay bounded. Pure ASGI rather than
-``BaseHTTPMiddleware``: it keeps context variables intact and costs a few microseconds.
+code, never by raw path, tenant or user, so series stay bounded. ``common.middleware`` counts
+and logs each request with these.
 """
 
 import json
 import logging
-import secrets
 import sys
 import time
 import weakref
@@ -19,7 +18,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -47,7 +46,7 @@ class _PoolCollector(Collector):
     """Connection-pool figures summed over every engine a service tracks."""
 
     def __init__(self) -> None:
-        self.engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self.engines: weakref.WeakSet[Engine | AsyncEngine] = weakref.WeakSet()
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         size = GaugeMetricFamily("db_pool_size", "Connections the pools keep open.")
@@ -70,7 +69,7 @@ _POOLS = _PoolCollector()
 REGISTRY.register(_POOLS)
 
 
-def track_engine(engine: Engine) -> None:
+def track_engine(engine: Engine | AsyncEngine) -> None:
     """Report ``engine``'s pool in ``/metrics/``."""
     _POOLS.engines.add(engine)
 
@@ -122,10 +121,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-access_log = logging.getLogger("dentiapro.access")
-
-# A route that sets ``request.state.access_log = False`` is not logged when it succeeds (the
-# edge's granted ForwardAuth checks: the service behind logs that request); errors always are.
+# A route that sets ``scope["state"]["access_log"] = False`` is not logged when it succeeds;
+# errors always are.
 ACCESS_LOG = "access_log"
 
 # Labelled children are looked up once per (method, route[, status]), not per request:
@@ -139,7 +136,9 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 OTHER_METHOD = "OTHER"
 
 
-def _count(method: str, route: str, status: int, elapsed: float) -> None:
+def count_request(method: str, route: str, status: int, elapsed: float) -> None:
+    """Count one request and observe its latency (``method`` already one of KNOWN_METHODS or
+    OTHER_METHOD, ``route`` a template)."""
     counter = _request_counters.get((method, route, status))
     if counter is None:
         counter = _request_counters[(method, route, status)] = HTTP_REQUESTS.labels(
@@ -150,62 +149,3 @@ def _count(method: str, route: str, status: int, elapsed: float) -> None:
         histogram = _latency_histograms[(method, route)] = HTTP_LATENCY.labels(method, route)
     counter.inc()
     histogram.observe(elapsed)
-
-
-class ObservabilityMiddleware:
-    """Keeps or creates ``X-Request-ID``, counts and times the request, logs one line."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = ""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")
-                break
-        if not valid_request_id(request_id):
-            # As unique as uuid4().hex (128 random bits, 32 hex digits), without building a UUID.
-            request_id = secrets.token_hex(16)
-        token = request_id_var.set(request_id)
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        encoded_id = request_id.encode("latin-1")
-        status = 500
-        started = time.perf_counter()
-
-        async def send_with_request_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
-                headers.append((b"x-request-id", encoded_id))
-                message["headers"] = headers
-            await send(message)
-
-        HTTP_IN_FLIGHT.inc()
-        try:
-            await self.app(scope, receive, send_with_request_id)
-        finally:
-            HTTP_IN_FLIGHT.dec()
-            elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
-            _count(method, route, status, elapsed)
-            if status >= 400 or state.get(ACCESS_LOG) is not False:
-                principal = state.get("principal")
-                access_log.info(
-                    "request",
-                    extra={
-                        "method": method,
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "tenant": getattr(principal, "tenant", None),
-                        "user_id": getattr(principal, "user_id", None),
-                    },
-                )
-            request_id_var.reset(token)

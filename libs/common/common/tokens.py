@@ -4,19 +4,18 @@ Only auth holds a private key; every other process verifies with the JWKS, cache
 refetched when a token names an unknown ``kid`` (at most once per ``refetch_interval``, so a
 flood of forged kids cannot hammer auth). Algorithms come from the key, never from the token
 header: ``alg: none``, HS256-with-the-public-key and other confusion are rejected.
-Verified tokens are cached until their ``exp``.
+Verified tokens are cached until their ``exp``. Everything runs on the event loop: the JWKS
+is fetched with an async client, and only by a request whose token names a key not held yet.
 """
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import anyio.to_thread
 import httpx
 import jwt
 from fastapi import Depends, FastAPI, Request
@@ -29,7 +28,7 @@ ALLOWED_ALGORITHMS = frozenset({"EdDSA", "RS256"})
 REQUIRED_CLAIMS = ["exp", "iat", "jti", "sub", "tenant", "token_type", "iss"]
 MAX_CACHED_TOKENS = 50_000
 
-JwksSource = Callable[[], dict[str, Any]]
+JwksSource = Callable[[], Awaitable[dict[str, Any]]]
 
 KEYS_NOT_LOADED = "Signing keys not loaded from auth yet, try again shortly."
 
@@ -72,14 +71,14 @@ class Principal:
 
 
 class HttpJwksSource:
-    """Fetches the JWKS from the auth service over HTTP, on one kept-alive client."""
+    """Fetches the JWKS from the auth service over HTTP, on one kept-alive async client."""
 
     def __init__(self, url: str, timeout: float = 3.0) -> None:
         self._url = url
-        self._client = httpx.Client(timeout=timeout)
+        self._client = httpx.AsyncClient(timeout=timeout)
 
-    def __call__(self) -> dict[str, Any]:
-        response = self._client.get(self._url)
+    async def __call__(self) -> dict[str, Any]:
+        response = await self._client.get(self._url)
         response.raise_for_status()
         document: dict[str, Any] = response.json()
         return document
@@ -88,12 +87,19 @@ class HttpJwksSource:
     def is_closed(self) -> bool:
         return self._client.is_closed
 
-    def close(self) -> None:
-        self._client.close()
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 def http_jwks_source(url: str, timeout: float = 3.0) -> HttpJwksSource:
     return HttpJwksSource(url, timeout)
+
+
+def _fixed(jwks: dict[str, Any]) -> JwksSource:
+    async def source() -> dict[str, Any]:
+        return jwks
+
+    return source
 
 
 class TokenVerifier:
@@ -105,49 +111,52 @@ class TokenVerifier:
         self._refetch_interval = refetch_interval
         self._keys: dict[str, jwt.PyJWK] = {}
         self._last_fetch = float("-inf")
-        self._lock = threading.Lock()
+        self._fetching = asyncio.Lock()
         self._verified: dict[str, tuple[dict[str, Any], int]] = {}
 
     @classmethod
     def from_jwks(cls, jwks: dict[str, Any], *, issuer: str) -> "TokenVerifier":
-        """A verifier with fixed keys (tests, or a JWKS file), loaded at once."""
-        verifier = cls(lambda: jwks, issuer=issuer)
-        verifier.refresh_keys()
+        """A verifier with fixed keys (auth's own, tests, a JWKS file), loaded at once."""
+        verifier = cls(_fixed(jwks), issuer=issuer)
+        verifier._install(jwks)
         return verifier
 
-    def refresh_keys(self) -> bool:
+    def _install(self, document: dict[str, Any]) -> None:
+        keys: dict[str, jwt.PyJWK] = {}
+        for entry in document.get("keys", []):
+            try:
+                key = jwt.PyJWK(entry)
+            except jwt.PyJWTError:
+                continue
+            if entry.get("kid") and key.algorithm_name in ALLOWED_ALGORITHMS:
+                keys[entry["kid"]] = key
+        if keys:
+            self._keys = keys
+
+    async def refresh_keys(self) -> bool:
         """Fetch the JWKS (at most once per ``refetch_interval``); on failure keep the old keys.
 
-        Returns whether any key is held afterwards.
+        Returns whether any key is held afterwards. Concurrent callers share one fetch.
         """
-        with self._lock:
+        async with self._fetching:
             # Holding no key at all, nothing verifies: retry after a second, not the interval.
             interval = self._refetch_interval if self._keys else min(1.0, self._refetch_interval)
             if time.monotonic() - self._last_fetch < interval:
                 return bool(self._keys)
             self._last_fetch = time.monotonic()
             try:
-                document = self._jwks_source()
+                document = await self._jwks_source()
             except Exception as exc:  # auth down: keep the keys we have
                 log.warning("could not fetch JWKS: %s", type(exc).__name__)
                 return bool(self._keys)
-            keys: dict[str, jwt.PyJWK] = {}
-            for entry in document.get("keys", []):
-                try:
-                    key = jwt.PyJWK(entry)
-                except jwt.PyJWTError:
-                    continue
-                if entry.get("kid") and key.algorithm_name in ALLOWED_ALGORITHMS:
-                    keys[entry["kid"]] = key
-            if keys:
-                self._keys = keys
+            self._install(document)
             return bool(self._keys)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Release the JWKS source's connections (an HTTP source keeps a client open)."""
-        close = getattr(self._jwks_source, "close", None)
+        close = getattr(self._jwks_source, "aclose", None)
         if callable(close):
-            close()
+            await close()
 
     @property
     def has_keys(self) -> bool:
@@ -158,39 +167,28 @@ class TokenVerifier:
         if not self._keys:
             raise KeysUnavailable()
 
-    def _key_for(self, kid: str) -> jwt.PyJWK | None:
-        key = self._keys.get(kid)
-        if key is None:
-            if not self.refresh_keys():
-                raise KeysUnavailable()
-            key = self._keys.get(kid)
-        return key
-
-    def verifies_offline(self, token: str) -> bool:
-        """Whether ``verify(token)`` can answer without fetching the JWKS.
-
-        True for a cached, unexpired token, a token naming a known ``kid``, or one that is
-        rejected before any key is needed. Async callers verify those inline and hand the rest
-        to a thread, so a slow auth service never blocks their event loop.
-        """
-        cached = self._verified.get(token)
-        if cached is not None and cached[1] > time.time():
-            return True
+    def _kid(self, token: str) -> str | None:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
-            return True
-        return not isinstance(kid, str) or kid in self._keys
+            return None
+        return kid if isinstance(kid, str) else None
 
-    async def verify_async(self, token: str) -> dict[str, Any]:
-        """``verify`` for async callers: inline when no JWKS fetch can be needed (a cached
-        token, a known key), else in a thread, so a slow auth never blocks the event loop."""
-        if self.verifies_offline(token):
-            return self.verify(token)
-        return await anyio.to_thread.run_sync(self.verify, token)
+    async def verify_async(self, token: str, token_type: str = "access") -> dict[str, Any]:
+        """``verify``, fetching the JWKS first when the token names a key not held yet (a
+        rotated key), at most once per ``refetch_interval``; ``KeysUnavailable`` while no key
+        has ever been loaded."""
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time() and cached[0]["token_type"] == token_type:
+            return cached[0]
+        kid = self._kid(token)
+        if kid is not None and kid not in self._keys:
+            await self.refresh_keys()
+        return self.verify(token, token_type)
 
     def verify(self, token: str, token_type: str = "access") -> dict[str, Any]:
-        """Claims of a valid token of ``token_type``; raises ``TokenInvalid`` otherwise."""
+        """Claims of a valid token of ``token_type`` under the keys held now; raises
+        ``TokenInvalid`` otherwise (``KeysUnavailable`` when no key is held at all)."""
         now = int(time.time())
         cached = self._verified.get(token)
         if cached is not None and cached[1] > now and cached[0]["token_type"] == token_type:
@@ -202,7 +200,9 @@ class TokenVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or header.get("alg") not in ALLOWED_ALGORITHMS:
             raise TokenInvalid()
-        key = self._key_for(kid)
+        if not self._keys:
+            raise KeysUnavailable()
+        key = self._keys.get(kid)
         if key is None or key.algorithm_name != header["alg"]:
             raise TokenInvalid()
         try:
@@ -237,7 +237,7 @@ async def prefetch_keys(verifier: TokenVerifier, interval: float = 1.0) -> None:
     A service that has the keys keeps verifying tokens while auth is down later; one that
     would only fetch them on its first request could not, if auth died before that request.
     """
-    while not await asyncio.to_thread(verifier.refresh_keys):
+    while not await verifier.refresh_keys():
         await asyncio.sleep(interval)
     log.info("JWKS loaded")
 
@@ -260,7 +260,7 @@ async def keys_prefetched(verifier: TokenVerifier, interval: float = 1.0) -> Asy
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
-        verifier.close()
+        await verifier.aclose()
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -272,11 +272,7 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 async def get_principal(request: Request) -> Principal:
-    """The verified caller; 401 without a valid access token. Dependency for protected routes.
-
-    ``async``: a cached token or a known key is checked inline (no thread hand-off); only a
-    token naming an unknown key, which may fetch the JWKS from auth, goes to a thread.
-    """
+    """The verified caller; 401 without a valid access token. Dependency for protected routes."""
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise NotAuthenticated()

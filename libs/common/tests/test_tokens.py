@@ -1,5 +1,6 @@
 """Token verification through ``get_principal`` on a protected route, attacks included."""
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -182,7 +183,7 @@ class JwksSource:
         self.down = False
         self.lock = threading.Lock()
 
-    def __call__(self) -> dict[str, Any]:
+    async def __call__(self) -> dict[str, Any]:
         with self.lock:
             self.calls += 1
         if self.down:
@@ -233,7 +234,11 @@ def test_keys_are_kept_when_the_jwks_source_returns_no_usable_key(make_app: AppF
     documents = iter(
         [trusted.jwks, {"keys": []}, {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "x"}]}]
     )
-    verifier = TokenVerifier(lambda: next(documents), issuer=TEST_ISSUER, refetch_interval=0)
+
+    async def source() -> dict[str, Any]:
+        return next(documents)
+
+    verifier = TokenVerifier(source, issuer=TEST_ISSUER, refetch_interval=0)
     with serve(make_app(token_verifier=verifier)) as url, httpx.Client(base_url=url) as client:
         assert client.get("/api/me/", headers=trusted.auth_header()).status_code == 200
         for _ in range(2):  # empty, then only a symmetric key: both ignored
@@ -266,7 +271,7 @@ def test_a_token_racing_the_first_jwks_fetch_gets_503_then_verifies(make_app: Ap
     source = JwksSource(signer)
     source.down = True
     verifier = TokenVerifier(source, issuer=TEST_ISSUER, refetch_interval=60)
-    assert not verifier.refresh_keys()  # the prefetch's failed attempt
+    assert not asyncio.run(verifier.refresh_keys())  # the prefetch's failed attempt
     source.down = False  # auth is up now, but the next fetch may only come a second later
     with serve(make_app(token_verifier=verifier)) as url, httpx.Client(base_url=url) as client:
         assert_keys_unavailable(client.get("/api/me/", headers=signer.auth_header()))
@@ -286,24 +291,22 @@ def test_check_keys_fails_until_a_key_is_held() -> None:
     with pytest.raises(KeysUnavailable):
         verifier.check_keys()
     source.down = False
-    assert verifier.refresh_keys()
+    assert asyncio.run(verifier.refresh_keys())
     verifier.check_keys()
     source.down = True
-    assert verifier.refresh_keys()  # auth gone again: the held keys stay
+    assert asyncio.run(verifier.refresh_keys())  # auth gone again: the held keys stay
     verifier.check_keys()
 
 
 def test_keys_prefetched_at_start_keep_verifying_after_auth_goes_down() -> None:
     """A service fetches the JWKS while it starts (retrying), not on its first request: a token
     still verifies if auth died before that request."""
-    import asyncio
-
     from common.tokens import keys_prefetched
 
     signer = TestSigner()
     calls = {"count": 0, "auth_up": False}
 
-    def source() -> dict[str, Any]:
+    async def source() -> dict[str, Any]:
         calls["count"] += 1
         if not calls["auth_up"]:
             raise ConnectionError("auth is starting")
@@ -316,7 +319,7 @@ def test_keys_prefetched_at_start_keep_verifying_after_auth_goes_down() -> None:
             await asyncio.sleep(0.2)  # auth still down: retried, not given up
             calls["auth_up"] = True
             for _ in range(100):
-                if verifier.verifies_offline(signer.mint()):
+                if verifier.has_keys:
                     break
                 await asyncio.sleep(0.05)
         calls["auth_up"] = False  # auth dies before the service's first request
@@ -327,8 +330,6 @@ def test_keys_prefetched_at_start_keep_verifying_after_auth_goes_down() -> None:
 
 
 def test_the_jwks_client_is_closed_when_the_app_stops() -> None:
-    import asyncio
-
     from common.testing import JwksServer
     from common.tokens import http_jwks_source, keys_prefetched
 
@@ -350,15 +351,23 @@ def test_the_jwks_client_is_closed_when_the_app_stops() -> None:
     assert source.is_closed
 
 
-def test_an_expired_cached_token_whose_key_was_rotated_out_is_not_verified_offline() -> None:
-    """Its verification would look the key up again (a JWKS fetch): not on the event loop."""
+def test_an_expired_cached_token_whose_key_was_rotated_out_is_rejected() -> None:
+    """The verified cache holds a token until its exp only: after that it is judged again, and
+    a key rotated out of the JWKS (refetched for it) no longer verifies it."""
+    from common.errors import TokenInvalid
+
     old, new = TestSigner(), TestSigner()
     source = JwksSource(old)
     verifier = TokenVerifier(source, issuer=TEST_ISSUER, refetch_interval=0)
     token = old.mint(lifetime=1)
-    verifier.verify(token)  # cached until exp
-    assert verifier.verifies_offline(token)
-    source.signers = [new]  # auth rotated the old key out
-    verifier.verify(new.mint())  # unknown kid: the keys are refetched, the old one is gone
-    time.sleep(2.05)  # past the cached exp (whole seconds, at most 2 s away)
-    assert not verifier.verifies_offline(token)
+
+    async def scenario() -> None:
+        await verifier.verify_async(token)  # fetches the JWKS, then cached until exp
+        source.signers = [new]  # auth rotated the old key out
+        await verifier.verify_async(new.mint())  # unknown kid: refetched, the old key is gone
+        await asyncio.sleep(2.05)  # past the cached exp (whole seconds, at most 2 s away)
+        with pytest.raises(TokenInvalid):
+            await verifier.verify_async(token)
+
+    asyncio.run(scenario())
+    assert source.calls == 3

@@ -1,31 +1,39 @@
-"""Reads and writes of cabinets, patients and consultations in one tenant's session.
+"""Reads and writes of cabinets, patients and consultations on one tenant's connection.
 
-Functions take the tenant-bound session as ``session=`` and raise domain errors from
-``common.errors``. Each write commits once: a failure leaves nothing half-written.
+Functions take the tenant's connection as ``db=`` (``clinic.db``: autocommit for reads, one
+transaction for writes) and raise domain errors from ``common.errors``. Every write is one
+statement that returns the row it wrote (``INSERT/UPDATE ... RETURNING``); the database's
+foreign keys refuse a consultation whose patient or cabinet does not exist, and a delete of a
+patient or cabinet that consultations still reference (RESTRICT): only then do we ask which
+reference failed, to name the field in the 400 or count the references in the 409.
 """
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from common.errors import Conflict, ValidationFailed
-from common.listing import ListFilters, order_by, search_terms
+from common.errors import Conflict, NotFound, ValidationFailed
+from common.listing import Listing, ListQuery, PageResult, fetch_page
 from prometheus_client import Counter
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Row,
-    Select,
+    Table,
     Text,
+    delete,
     false,
     func,
+    insert,
     inspect,
     literal_column,
     select,
+    update,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import InstrumentedAttribute
-from sqlmodel import Session, SQLModel
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import SQLModel
 
 from clinic.models import (
     MAX_ID,
@@ -37,43 +45,36 @@ from clinic.models import (
     PatientCreate,
     utcnow,
 )
-from clinic.pagination import PageRequest, PageResult, paginate
 
 RECORDS_CREATED = Counter(
     "clinic_records_created_total", "Clinic records created, by resource.", ["resource"]
 )
 
-Record = TypeVar("Record", Cabinet, Patient, Consultation)
+# Every clinic resource: its table, its columns by API name (``patient``, not ``patient_id``).
+Model = type[SQLModel]
 
-# Every mapped column of each resource, by attribute name (``patient``, not ``patient_id``):
-# what a list selects, and what ``?ordering=`` accepts - every field a list shows (DESIGN.md;
-# DRF's OrderingFilter offers the serializer's fields too). Patients' are all indexed with the
-# id (migrations 0001, 0003); cabinets are few per practice, and consultations' free text (up
-# to 10,000 characters) is too long for a b-tree, so those sorts run without an index. Other
-# names are ignored, as in DRF. Built once: lists are the hot path. Search reads SEARCH_TEXT.
-LIST_COLUMNS: dict[type[SQLModel], dict[str, InstrumentedAttribute[Any]]] = {
-    model: {
-        attribute.key: getattr(model, attribute.key) for attribute in inspect(model).column_attrs
-    }
-    for model in (Cabinet, Patient, Consultation)
+
+def _table(model: Model) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+def _api_columns(model: Model) -> dict[str, Column[Any]]:
+    mapper = inspect(model)
+    return {attribute.key: attribute.columns[0] for attribute in mapper.column_attrs}
+
+
+COLUMNS: dict[Model, dict[str, Column[Any]]] = {
+    model: _api_columns(model) for model in (Cabinet, Patient, Consultation)
+}
+# What a read selects: every column, named as the API names it.
+SELECTED: dict[Model, list[ColumnElement[Any]]] = {
+    model: [column.label(name) for name, column in columns.items()]
+    for model, columns in COLUMNS.items()
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ConsultationFilters(ListFilters):
-    patient: int | None = None
-    cabinet: int | None = None
-    # Inclusive bounds; a bare date covers the whole (UTC) day.
-    date_after: datetime | date | None = None
-    date_before: datetime | date | None = None
-
-
 # --- listing ---
-
-
-def _column(model: type[SQLModel], name: str) -> InstrumentedAttribute[Any]:
-    column: InstrumentedAttribute[Any] = getattr(model, name)
-    return column
 
 
 def _escape_like(term: str) -> str:
@@ -87,55 +88,54 @@ def _escape_like(term: str) -> str:
 SEARCH_TEXT = "search_text"
 
 
-def search_text(model: type[SQLModel]) -> ColumnElement[str]:
-    table = str(model.__tablename__)
-    return literal_column(f"{table}.{SEARCH_TEXT}", Text)
+def search_text(model: Model) -> ColumnElement[str]:
+    return literal_column(f"{_table(model).name}.{SEARCH_TEXT}", Text)
 
 
-def search_conditions(model: type[SQLModel], search: str) -> list[ColumnElement[bool]]:
-    # As DRF's SearchFilter: terms split on spaces and commas; every term must match a field,
-    # case-insensitively. Terms hold no spaces, so matching the space-joined fields is matching
-    # any one of them; lower() of the pattern is the database's, as for the stored text.
-    terms = search_terms(search)
-    if not terms:
-        return []
+def search_conditions(model: Model, terms: Sequence[str]) -> list[ColumnElement[bool]]:
+    # As DRF's SearchFilter: every term must match a field, case-insensitively. Terms hold no
+    # spaces, so matching the space-joined fields is matching any one of them; lower() of the
+    # pattern is the database's, as for the stored text.
     text = search_text(model)
     return [text.like(func.lower(f"%{_escape_like(term)}%"), escape="\\") for term in terms]
 
 
-def _list(
-    session: Session,
-    model: type[Record],
-    filters: ListFilters,
-    conditions: Sequence[ColumnElement[bool]],
-    page: PageRequest,
-) -> PageResult[Row[Any]]:
-    columns = LIST_COLUMNS[model]
-    where = [*conditions, *search_conditions(model, filters.search)]
-    if filters.updated_after is not None:
-        where.append(columns["updated_at"] >= filters.updated_after)
-    # The count uses exactly the same filters as the page. The page selects the columns, not
-    # the entity: rows are only serialised, and building 50 ORM instances per page (identity
-    # map, instrumentation) was a fifth of clinic's CPU on lists.
-    rows: Select[Any] = select(*columns.values()).where(*where)
-    rows = rows.order_by(*order_by(filters.ordering, columns))
-    count: Select[int] = select(func.count()).select_from(model).where(*where)
-    return paginate(session, rows, count, page)
+def _listing(model: Model) -> Listing:
+    # Every field a list shows is orderable (DESIGN.md; DRF's OrderingFilter offers the
+    # serializer's fields). Patients' are all indexed with the id (migrations 0001, 0003);
+    # cabinets are few per practice, and consultations' free text (up to 10,000 characters) is
+    # too long for a b-tree, so those sorts run without an index.
+    columns = COLUMNS[model]
+    return Listing(
+        table=_table(model),
+        columns=SELECTED[model],
+        ordering=columns,
+        search=lambda terms: search_conditions(model, terms),
+        updated_at=columns["updated_at"],
+    )
 
 
-def list_cabinets(
-    *, session: Session, filters: ListFilters, page: PageRequest
-) -> PageResult[Row[Any]]:
-    return _list(session, Cabinet, filters, [], page)
+LISTINGS: dict[Model, Listing] = {model: _listing(model) for model in COLUMNS}
 
 
-def list_patients(
-    *, session: Session, filters: ListFilters, page: PageRequest
-) -> PageResult[Row[Any]]:
-    return _list(session, Patient, filters, [], page)
+@dataclass(frozen=True, slots=True)
+class ConsultationFilters:
+    patient: int | None = None
+    cabinet: int | None = None
+    # Inclusive bounds; a bare date covers the whole (UTC) day.
+    date_after: datetime | date | None = None
+    date_before: datetime | date | None = None
 
 
-def _id_equals(column: InstrumentedAttribute[Any], value: int) -> ColumnElement[bool]:
+async def list_cabinets(*, db: AsyncConnection, query: ListQuery) -> PageResult:
+    return await fetch_page(db, LISTINGS[Cabinet], query)
+
+
+async def list_patients(*, db: AsyncConnection, query: ListQuery) -> PageResult:
+    return await fetch_page(db, LISTINGS[Patient], query)
+
+
+def _id_equals(column: Column[Any], value: int) -> ColumnElement[bool]:
     # An id beyond the column's range names nothing (and must not reach PostgreSQL).
     return column == value if 0 < value <= MAX_ID else false()
 
@@ -144,15 +144,14 @@ def _day_start(value: date) -> datetime:
     return datetime.combine(value, time.min, tzinfo=UTC)
 
 
-def list_consultations(
-    *, session: Session, filters: ConsultationFilters, page: PageRequest
-) -> PageResult[Row[Any]]:
+def consultation_conditions(filters: ConsultationFilters) -> list[ColumnElement[bool]]:
+    columns = COLUMNS[Consultation]
     conditions: list[ColumnElement[bool]] = []
     if filters.patient is not None:
-        conditions.append(_id_equals(_column(Consultation, "patient"), filters.patient))
+        conditions.append(_id_equals(columns["patient"], filters.patient))
     if filters.cabinet is not None:
-        conditions.append(_id_equals(_column(Consultation, "cabinet"), filters.cabinet))
-    when = _column(Consultation, "date")
+        conditions.append(_id_equals(columns["cabinet"], filters.cabinet))
+    when = columns["date"]
     if isinstance(filters.date_after, datetime):
         conditions.append(when >= filters.date_after)
     elif isinstance(filters.date_after, date):
@@ -161,142 +160,158 @@ def list_consultations(
         conditions.append(when <= filters.date_before)
     elif isinstance(filters.date_before, date):
         conditions.append(when < _day_start(filters.date_before) + timedelta(days=1))
-    return _list(session, Consultation, filters, conditions, page)
+    return conditions
+
+
+async def list_consultations(
+    *, db: AsyncConnection, query: ListQuery, filters: ConsultationFilters
+) -> PageResult:
+    return await fetch_page(db, LISTINGS[Consultation], query, consultation_conditions(filters))
 
 
 # --- single records ---
 
 
-def _get(session: Session, model: type[Record], record_id: int, for_update: bool) -> Record | None:
+async def get(db: AsyncConnection, model: Model, record_id: int) -> Row[Any] | None:
+    """The record of ``model`` with ``record_id`` in this tenant, or None."""
     if not 0 < record_id <= MAX_ID:
         return None
-    # FOR UPDATE on PostgreSQL: concurrent writes of one record queue, so a PUT never mixes
-    # with another. SQLite ignores it; its write sessions hold the database lock instead.
-    return session.get(model, record_id, with_for_update=for_update)
+    statement = select(*SELECTED[model]).where(COLUMNS[model]["id"] == record_id)
+    return (await db.execute(statement)).first()
 
 
-def get_cabinet(*, session: Session, cabinet_id: int, for_update: bool = False) -> Cabinet | None:
-    return _get(session, Cabinet, cabinet_id, for_update)
+async def _insert(db: AsyncConnection, model: Model, values: Mapping[str, Any]) -> Row[Any]:
+    now = utcnow()
+    columns = COLUMNS[model]
+    statement = (
+        insert(_table(model))
+        .values({columns[name].key: value for name, value in values.items()})
+        .values(created_at=now, updated_at=now)
+        .returning(*SELECTED[model])
+    )
+    row = (await db.execute(statement)).one()
+    RECORDS_CREATED.labels(_table(model).name).inc()
+    return row
 
 
-def get_patient(*, session: Session, patient_id: int, for_update: bool = False) -> Patient | None:
-    return _get(session, Patient, patient_id, for_update)
+async def _update(
+    db: AsyncConnection, model: Model, record_id: int, changes: Mapping[str, Any]
+) -> Row[Any]:
+    """The record updated; 404 if it is gone (deleted since the route loaded it)."""
+    columns = COLUMNS[model]
+    statement = (
+        update(_table(model))
+        .where(columns["id"] == record_id)
+        .values({columns[name].key: value for name, value in changes.items()})
+        .values(updated_at=utcnow())
+        .returning(*SELECTED[model])
+    )
+    row = (await db.execute(statement)).first()
+    if row is None:
+        raise NotFound()
+    return row
 
 
-def get_consultation(
-    *, session: Session, consultation_id: int, for_update: bool = False
-) -> Consultation | None:
-    return _get(session, Consultation, consultation_id, for_update)
+async def create_cabinet(*, db: AsyncConnection, cabinet_in: CabinetCreate) -> Row[Any]:
+    return await _insert(db, Cabinet, cabinet_in.model_dump())
 
 
-def _commit(session: Session, references: Mapping[str, Any] | None = None) -> None:
-    try:
-        session.commit()
-    except sa_exc.IntegrityError as exc:
-        session.rollback()
-        # Only the consultation foreign keys can fail here: a patient or cabinet deleted
-        # between our check and the insert. Checked again, the error names the field.
-        if references:
-            _check_references(session, references)
-        raise ValidationFailed(
-            {"non_field_errors": ["A referenced patient or cabinet no longer exists."]}
-        ) from exc
+async def create_patient(*, db: AsyncConnection, patient_in: PatientCreate) -> Row[Any]:
+    return await _insert(db, Patient, patient_in.model_dump())
 
 
-def _create(
-    session: Session, record: Record, resource: str, references: Mapping[str, Any] | None = None
-) -> Record:
-    record.created_at = record.updated_at = utcnow()
-    session.add(record)
-    _commit(session, references)
-    RECORDS_CREATED.labels(resource).inc()
-    return record
+async def update_cabinet(
+    *, db: AsyncConnection, cabinet_id: int, changes: Mapping[str, Any]
+) -> Row[Any]:
+    return await _update(db, Cabinet, cabinet_id, changes)
 
 
-def _update(session: Session, record: Record, changes: Mapping[str, Any]) -> Record:
-    for name, value in changes.items():
-        setattr(record, name, value)
-    record.updated_at = utcnow()
-    session.add(record)
-    _commit(session, changes)
-    return record
+async def update_patient(
+    *, db: AsyncConnection, patient_id: int, changes: Mapping[str, Any]
+) -> Row[Any]:
+    return await _update(db, Patient, patient_id, changes)
 
 
-def create_cabinet(*, session: Session, cabinet_in: CabinetCreate) -> Cabinet:
-    return _create(session, Cabinet.model_validate(cabinet_in), "cabinet")
-
-
-def update_cabinet(*, session: Session, cabinet: Cabinet, changes: Mapping[str, Any]) -> Cabinet:
-    return _update(session, cabinet, changes)
-
-
-def create_patient(*, session: Session, patient_in: PatientCreate) -> Patient:
-    return _create(session, Patient.model_validate(patient_in), "patient")
-
-
-def update_patient(*, session: Session, patient: Patient, changes: Mapping[str, Any]) -> Patient:
-    return _update(session, patient, changes)
-
-
-def _check_references(session: Session, changes: Mapping[str, Any]) -> None:
-    """``patient`` and ``cabinet`` must name records of this tenant (400 on the field)."""
-    errors: dict[str, str] = {}
-    if "patient" in changes and _get(session, Patient, changes["patient"], False) is None:
-        errors["patient"] = f'Invalid pk "{changes["patient"]}" - object does not exist.'
-    if "cabinet" in changes and _get(session, Cabinet, changes["cabinet"], False) is None:
-        errors["cabinet"] = f'Invalid pk "{changes["cabinet"]}" - object does not exist.'
+def _check_id_range(changes: Mapping[str, Any]) -> None:
+    """A reference beyond the id column's range names nothing (and must not reach the
+    database, which would refuse the parameter itself)."""
+    errors = {
+        name: f'Invalid pk "{changes[name]}" - object does not exist.'
+        for name in ("patient", "cabinet")
+        if name in changes and not 0 < changes[name] <= MAX_ID
+    }
     if errors:
         raise ValidationFailed(errors)
 
 
-def create_consultation(*, session: Session, consultation_in: ConsultationCreate) -> Consultation:
-    references = consultation_in.model_dump(include={"patient", "cabinet"})
-    _check_references(session, references)
-    record = Consultation.model_validate(consultation_in)
-    return _create(session, record, "consultation", references)
+async def _missing_references(db: AsyncConnection, changes: Mapping[str, Any]) -> None:
+    """After a foreign key refused a write: 400 on each of ``patient``/``cabinet`` that names
+    no record of this tenant. The failed statement aborted the transaction: roll it back first.
+    """
+    await db.rollback()
+    errors: dict[str, str] = {}
+    for name, model in (("patient", Patient), ("cabinet", Cabinet)):
+        if name in changes and await get(db, model, changes[name]) is None:
+            errors[name] = f'Invalid pk "{changes[name]}" - object does not exist.'
+    raise ValidationFailed(
+        errors or {"non_field_errors": ["A referenced patient or cabinet no longer exists."]}
+    )
 
 
-def update_consultation(
-    *, session: Session, consultation: Consultation, changes: Mapping[str, Any]
-) -> Consultation:
-    _check_references(session, changes)
-    return _update(session, consultation, changes)
-
-
-def delete_consultation(*, session: Session, consultation: Consultation) -> None:
-    session.delete(consultation)
-    session.commit()
-
-
-def _delete_referenced(
-    session: Session, record: Patient | Cabinet, reference: str, label: str
-) -> None:
-    """Delete unless consultations reference it: records are never deleted as a side effect."""
-    column = _column(Consultation, reference)
-    references = session.execute(
-        select(func.count()).select_from(Consultation).where(column == record.id)
-    ).scalar_one()
-    if references:
-        noun = "consultation references" if references == 1 else "consultations reference"
-        raise Conflict(
-            f"{label} cannot be deleted: {references} {noun} it. "
-            "Delete or reassign those consultations first."
-        )
-    session.delete(record)
+async def create_consultation(
+    *, db: AsyncConnection, consultation_in: ConsultationCreate
+) -> Row[Any]:
+    values = consultation_in.model_dump()
+    _check_id_range(values)
     try:
-        session.commit()
-    except sa_exc.IntegrityError as exc:
-        # A consultation was added between the count and the delete; the RESTRICT key held.
-        session.rollback()
-        raise Conflict(
-            f"{label} cannot be deleted: consultations reference it. "
-            "Delete or reassign those consultations first."
-        ) from exc
+        return await _insert(db, Consultation, values)
+    except sa_exc.IntegrityError:
+        await _missing_references(db, values)
+        raise
 
 
-def delete_cabinet(*, session: Session, cabinet: Cabinet) -> None:
-    _delete_referenced(session, cabinet, "cabinet", "Cabinet")
+async def update_consultation(
+    *, db: AsyncConnection, consultation_id: int, changes: Mapping[str, Any]
+) -> Row[Any]:
+    _check_id_range(changes)
+    try:
+        return await _update(db, Consultation, consultation_id, changes)
+    except sa_exc.IntegrityError:
+        await _missing_references(db, changes)
+        raise
 
 
-def delete_patient(*, session: Session, patient: Patient) -> None:
-    _delete_referenced(session, patient, "patient", "Patient")
+async def delete_consultation(*, db: AsyncConnection, consultation_id: int) -> None:
+    statement = delete(_table(Consultation)).where(COLUMNS[Consultation]["id"] == consultation_id)
+    await db.execute(statement)
+
+
+async def _delete_referenced(
+    db: AsyncConnection, model: Model, record_id: int, reference: str, label: str
+) -> None:
+    """Delete unless consultations reference it (the RESTRICT foreign key refuses): clinical
+    records are never deleted as a side effect."""
+    try:
+        await db.execute(delete(_table(model)).where(COLUMNS[model]["id"] == record_id))
+        return
+    except sa_exc.IntegrityError:
+        await db.rollback()
+    column = COLUMNS[Consultation][reference]
+    references = (await db.execute(select(func.count()).where(column == record_id))).scalar_one()
+    if references == 1:
+        why = "1 consultation references it"
+    elif references:
+        why = f"{references} consultations reference it"
+    else:  # the referencing consultations went away meanwhile
+        why = "consultations reference it"
+    raise Conflict(
+        f"{label} cannot be deleted: {why}. Delete or reassign those consultations first."
+    )
+
+
+async def delete_cabinet(*, db: AsyncConnection, cabinet_id: int) -> None:
+    await _delete_referenced(db, Cabinet, cabinet_id, "cabinet", "Cabinet")
+
+
+async def delete_patient(*, db: AsyncConnection, patient_id: int) -> None:
+    await _delete_referenced(db, Patient, patient_id, "patient", "Patient")

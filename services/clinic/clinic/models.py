@@ -37,6 +37,7 @@ DATETIME_FORMAT_MESSAGE = (
     "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
 )
 NOT_NULL_MESSAGE = "This field may not be null."
+NULL_CHARACTER_MESSAGE = "Null characters are not allowed."
 
 
 # --- field rules (ValueError sentences become {"field": ["sentence"]}) ---
@@ -45,6 +46,9 @@ NOT_NULL_MESSAGE = "This field may not be null."
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("Not a valid string.")
+    # As DRF's CharField: PostgreSQL cannot store NUL in text (it would be a 500).
+    if "\x00" in value:
+        raise ValueError(NULL_CHARACTER_MESSAGE)
     return value.strip()
 
 

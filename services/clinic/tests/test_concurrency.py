@@ -1,10 +1,10 @@
 """Concurrent writes: every create lands once; concurrent updates never mix; a delete racing
 a new consultation never orphans it."""
 
+import asyncio
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +12,10 @@ import httpx
 import pytest
 from clinic import crud
 from clinic.db import tenant_databases
-from clinic.models import Cabinet, ConsultationCreate, Patient
+from clinic.models import CabinetCreate, ConsultationCreate, PatientCreate
 from clinic.settings import ClinicSettings
 from common.errors import ValidationFailed
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 Json = dict[str, Any]
 
@@ -114,45 +114,50 @@ def test_delete_racing_a_new_consultation_never_orphans_it(
         assert exists == (outcome == (409, 201))
 
 
-def test_a_reference_deleted_between_check_and_insert_is_a_400_on_that_field(
+def test_a_reference_deleted_after_the_transaction_began_is_a_400_on_that_field(
     backend: str, database_url: Callable[[str], str], tmp_path: Path
 ) -> None:
-    """The insert's foreign key catches a patient deleted after the reference check; the
-    error must still name the field, as DESIGN says, not only "something is gone"."""
+    """The insert's foreign key catches a patient deleted by another connection after this
+    write began; the error must still name the field, as DESIGN says, not only "something is
+    gone"."""
     if backend != "postgresql":
-        pytest.skip("SQLite's write sessions lock at BEGIN: nothing can delete in between")
-    databases = tenant_databases(
-        ClinicSettings(database_url=database_url("clinic"), data_dir=tmp_path)
-    )
+        pytest.skip("SQLite's write transactions lock at BEGIN: nothing can delete in between")
+    settings = ClinicSettings(database_url=database_url("clinic"), data_dir=tmp_path)
     tenant = "t_race"
-    try:
-        with databases.session(tenant, write=True) as session:
-            patient = Patient(name="Gone", birthdate=date(1990, 1, 1), contact_number="061234")
-            cabinet = Cabinet(name="Room", address="Rue", contact_number="061234")
-            session.add_all([patient, cabinet])
-            session.commit()
-            patient_id, cabinet_id = patient.id, cabinet.id
 
-        def delete_elsewhere(*_: Any) -> None:
-            with databases.engine.begin() as other:
-                other.execute(
-                    text(f'DELETE FROM "{tenant}".patient WHERE id = :id'), {"id": patient_id}
-                )
-
-        with databases.session(tenant, write=True) as session:
-            event.listen(session, "before_flush", delete_elsewhere, once=True)
-            with pytest.raises(ValidationFailed) as refused:
-                crud.create_consultation(
-                    session=session,
-                    consultation_in=ConsultationCreate(
-                        patient=patient_id,
-                        cabinet=cabinet_id,
-                        date="2024-01-01T10:00:00Z",
-                        diagnosis="Race",
+    async def race() -> dict[str, list[str]]:
+        databases = tenant_databases(settings)
+        try:
+            async with databases.connect(tenant, write=True) as db:
+                patient = await crud.create_patient(
+                    db=db,
+                    patient_in=PatientCreate(
+                        name="Gone", birthdate="1990-01-01", contact_number="061234"
                     ),
                 )
-        assert refused.value.errors == {
-            "patient": [f'Invalid pk "{patient_id}" - object does not exist.']
-        }
-    finally:
-        databases.dispose()
+                cabinet = await crud.create_cabinet(
+                    db=db,
+                    cabinet_in=CabinetCreate(name="Room", address="Rue", contact_number="061234"),
+                )
+            async with databases.connect(tenant, write=True) as db:
+                await db.execute(text("SELECT 1"))  # the transaction has begun
+                async with databases.connect(tenant, write=True) as other:
+                    await other.execute(
+                        text(f'DELETE FROM "{tenant}".patient WHERE id = :id'),
+                        {"id": patient.id},
+                    )
+                consultation_in = ConsultationCreate(
+                    patient=patient.id,
+                    cabinet=cabinet.id,
+                    date="2024-01-01T10:00:00Z",
+                    diagnosis="Race",
+                )
+                with pytest.raises(ValidationFailed) as refused:
+                    await crud.create_consultation(db=db, consultation_in=consultation_in)
+            return {**refused.value.errors, "patient_id": [str(patient.id)]}
+        finally:
+            await databases.dispose()
+
+    errors = asyncio.run(race())
+    patient_id = errors.pop("patient_id")[0]
+    assert errors == {"patient": [f'Invalid pk "{patient_id}" - object does not exist.']}

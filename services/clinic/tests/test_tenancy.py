@@ -1,10 +1,10 @@
 """Tenancy: the token's tenant decides everything; tenants never see one another's data;
 a new tenant is provisioned exactly once; ``migrate`` upgrades every tenant."""
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +12,21 @@ import httpx
 import pytest
 from alembic import command
 from clinic import crud
-from clinic.crud import ListFilters
-from clinic.db import ALEMBIC_LOCK, MIGRATIONS, head_revision, migrate, tenant_databases
-from clinic.models import Patient
-from clinic.pagination import PageRequest
+from clinic.db import tenant_databases
+from clinic.schemas import (
+    ALEMBIC_LOCK,
+    MIGRATIONS,
+    TenantSchemas,
+    head_revision,
+    migrate,
+    tenant_schemas,
+)
 from clinic.settings import ClinicSettings
-from common.db import alembic_config
+from common.db import alembic_config, create_db_engine
+from common.listing import ListFilters, ListQuery
+from common.pagination import PageRequest
 from common.testing import TestSigner
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 Json = dict[str, Any]
 
@@ -281,16 +288,51 @@ def test_twenty_concurrent_first_requests_provision_a_new_tenant_once(
         assert schemas == 1
 
 
-def _downgrade(databases: Any, backend: str, url: str, tenant: str, revision: str) -> None:
-    """Take ``tenant``'s schema (or file) back to ``revision``, as clinic.db would upgrade it."""
-    engine = databases.engine_for(tenant) if backend == "sqlite" else databases.engine
-    config = alembic_config(MIGRATIONS, url)
-    with ALEMBIC_LOCK, engine.begin() as connection:
-        if backend == "postgresql":
-            connection = connection.execution_options(schema_translate_map={None: tenant})
-        config.attributes["connection"] = connection
-        config.attributes["tenant_schema"] = None if backend == "sqlite" else tenant
-        command.downgrade(config, revision)
+def _engine(settings: ClinicSettings, tenant: str) -> Engine:
+    """A synchronous engine on ``tenant``'s data: its SQLite file, or the clinic database."""
+    if settings.uses_sqlite:
+        return create_db_engine(f"sqlite:///{settings.sqlite_tenant_dir / tenant}.sqlite3")
+    return create_db_engine(settings.database_url)
+
+
+def _table(settings: ClinicSettings, tenant: str, name: str) -> str:
+    return name if settings.uses_sqlite else f'"{tenant}".{name}'
+
+
+def _downgrade(settings: ClinicSettings, tenant: str, revision: str) -> None:
+    """Take ``tenant``'s schema (or file) back to ``revision``, as clinic.schemas upgrades it."""
+    engine = _engine(settings, tenant)
+    config = alembic_config(MIGRATIONS, settings.database_url)
+    try:
+        with ALEMBIC_LOCK, engine.begin() as connection:
+            if not settings.uses_sqlite:
+                connection = connection.execution_options(schema_translate_map={None: tenant})
+            config.attributes["connection"] = connection
+            config.attributes["tenant_schema"] = None if settings.uses_sqlite else tenant
+            command.downgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def _execute(settings: ClinicSettings, tenant: str, sql: str) -> None:
+    engine = _engine(settings, tenant)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(sql)
+    finally:
+        engine.dispose()
+
+
+async def _patient_names(settings: ClinicSettings, tenant: str, search: str = "") -> list[str]:
+    """What clinic lists for ``tenant`` (provisioning it first, as a first request would)."""
+    databases = tenant_databases(settings)
+    try:
+        async with databases.connect(tenant, write=False) as db:
+            query = ListQuery(PageRequest(), ListFilters(search=search))
+            page = await crud.list_patients(db=db, query=query)
+            return [row.name for row in page.results]
+    finally:
+        await databases.dispose()
 
 
 @pytest.fixture
@@ -299,43 +341,36 @@ def settings(database_url: Callable[[str], str], tmp_path: Path) -> ClinicSettin
     return ClinicSettings(database_url=database_url("clinic"), data_dir=tmp_path)
 
 
+@pytest.fixture
+def schemas(settings: ClinicSettings) -> Any:
+    schemas = tenant_schemas(settings)
+    yield schemas
+    schemas.dispose()
+
+
 def test_records_written_before_the_search_column_are_found_after_the_upgrade(
-    backend: str, settings: ClinicSettings, new_tenant: Callable[[], str]
+    backend: str, settings: ClinicSettings, schemas: TenantSchemas, new_tenant: Callable[[], str]
 ) -> None:
     """Migration 0002 (search over a stored lower-cased text) on a tenant that has data."""
     url = settings.database_url
     tenant = new_tenant()
-    databases = tenant_databases(settings)
-    databases.ensure_tenant(tenant)
-    _downgrade(databases, backend, url, tenant, "0001")
+    schemas.upgrade(tenant)
+    _downgrade(settings, tenant, "0001")
     if backend == "postgresql":
-        _as_first_0001(databases, tenant)
-    with databases.session(tenant, write=True) as session:
-        session.add(
-            Patient(name="Élodie Martin", birthdate=date(1990, 1, 1), contact_number="0612")
-        )
-        session.commit()
-    databases.dispose()
+        _as_first_0001(settings, tenant)
+    now = "2024-01-01 00:00:00"
+    _execute(
+        settings,
+        tenant,
+        f"INSERT INTO {_table(settings, tenant, 'patient')} "
+        "(name, birthdate, contact_number, created_at, updated_at) "
+        f"VALUES ('Élodie Martin', '1990-01-01', '0612', '{now}', '{now}')",
+    )
     assert _alembic_rows(url, tenant) == ["0001"]
 
-    upgraded = tenant_databases(settings)
-    upgraded.forget(tenant)
-    page = PageRequest()
-    try:
-        with upgraded.session(tenant, write=False) as session:  # upgrades to head first
-            for term in ("élodie", "MARTIN", "0612"):
-                found = crud.list_patients(
-                    session=session, filters=ListFilters(search=term), page=page
-                )
-                assert [row.name for row in found.rows] == ["Élodie Martin"], term
-            assert (
-                crud.list_patients(
-                    session=session, filters=ListFilters(search="lovelace"), page=page
-                ).count
-                == 0
-            )
-    finally:
-        upgraded.dispose()
+    for term in ("élodie", "MARTIN", "0612"):  # the first one upgrades to head first
+        assert asyncio.run(_patient_names(settings, tenant, term)) == ["Élodie Martin"], term
+    assert asyncio.run(_patient_names(settings, tenant, "lovelace")) == []
     assert _alembic_rows(url, tenant) == [head_revision()]
     if backend == "postgresql":  # the first 0001's per-column indexes are gone
         assert _trigram_indexes(url, tenant) == {
@@ -345,15 +380,16 @@ def test_records_written_before_the_search_column_are_found_after_the_upgrade(
         }
 
 
-def _as_first_0001(databases: Any, tenant: str) -> None:
+def _as_first_0001(settings: ClinicSettings, tenant: str) -> None:
     """Give a PostgreSQL schema the trigram indexes the first 0001 made (one per column)."""
-    with databases.engine.begin() as connection:
-        connection.exec_driver_sql(f'DROP INDEX "{tenant}".ix_patient_search_trgm')
-        for column in ("name", "email", "contact_number"):
-            connection.exec_driver_sql(
-                f'CREATE INDEX ix_patient_{column}_trgm ON "{tenant}".patient '
-                f"USING gin ({column} public.gin_trgm_ops)"
-            )
+    _execute(settings, tenant, f'DROP INDEX "{tenant}".ix_patient_search_trgm')
+    for column in ("name", "email", "contact_number"):
+        _execute(
+            settings,
+            tenant,
+            f'CREATE INDEX ix_patient_{column}_trgm ON "{tenant}".patient '
+            f"USING gin ({column} public.gin_trgm_ops)",
+        )
 
 
 def _trigram_indexes(url: str, tenant: str) -> set[str]:
@@ -372,27 +408,25 @@ def _trigram_indexes(url: str, tenant: str) -> set[str]:
 
 
 def test_migrate_upgrades_every_tenant(
-    backend: str, settings: ClinicSettings, new_tenant: Callable[[], str]
+    settings: ClinicSettings, schemas: TenantSchemas, new_tenant: Callable[[], str]
 ) -> None:
     url = settings.database_url
     old, current = new_tenant(), new_tenant()
-    databases = tenant_databases(settings)
     for tenant in (old, current):
-        databases.ensure_tenant(tenant)
+        schemas.upgrade(tenant)
     # Take one tenant back to before the first revision, as if it predated it.
-    _downgrade(databases, backend, url, old, "base")
-    databases.dispose()
+    _downgrade(settings, old, "base")
     assert _alembic_rows(url, old) == []
 
-    assert set(tenant_databases(settings).tenants()) >= {"public", old, current}
+    assert set(schemas.tenants()) >= {"public", old, current}
     migrate(settings)
     for tenant in ("public", old, current):
         assert _alembic_rows(url, tenant) == [head_revision()]
 
 
 def test_a_schema_migrated_by_a_newer_release_is_served_as_it_is(
-    backend: str,
     settings: ClinicSettings,
+    schemas: TenantSchemas,
     new_tenant: Callable[[], str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -401,26 +435,19 @@ def test_a_schema_migrated_by_a_newer_release_is_served_as_it_is(
     cannot locate the revision) nor try to migrate it."""
     url = settings.database_url
     tenant = new_tenant()
-    databases = tenant_databases(settings)
-    databases.ensure_tenant(tenant)
-    table = "alembic_version" if backend == "sqlite" else f'"{tenant}".alembic_version'
-    engine = databases.engine_for(tenant) if backend == "sqlite" else databases.engine
-    with engine.begin() as connection:
-        connection.execute(text(f"UPDATE {table} SET version_num = 'f00dfeedbeef'"))
-    databases.dispose()
-
-    restarted = tenant_databases(settings)  # a new process: nothing provisioned yet
-    try:
-        with restarted.session(tenant, write=True) as session:
-            session.add(
-                Patient(name="Rolled Back", birthdate=date(1990, 1, 1), contact_number="0612")
-            )
-            session.commit()
-        with restarted.session(tenant, write=False) as session:
-            found = crud.list_patients(session=session, filters=ListFilters(), page=PageRequest())
-            assert [row.name for row in found.rows] == ["Rolled Back"]
-    finally:
-        restarted.dispose()
+    schemas.upgrade(tenant)
+    table = _table(settings, tenant, "alembic_version")
+    _execute(settings, tenant, f"UPDATE {table} SET version_num = 'f00dfeedbeef'")
+    now = "2024-01-01 00:00:00"
+    _execute(
+        settings,
+        tenant,
+        f"INSERT INTO {_table(settings, tenant, 'patient')} "
+        "(name, birthdate, contact_number, created_at, updated_at) "
+        f"VALUES ('Rolled Back', '1990-01-01', '0612', '{now}', '{now}')",
+    )
+    # A new process: nothing provisioned yet.
+    assert asyncio.run(_patient_names(settings, tenant)) == ["Rolled Back"]
     assert _alembic_rows(url, tenant) == ["f00dfeedbeef"]
     assert "newer than this release knows" in caplog.text
 

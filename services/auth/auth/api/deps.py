@@ -4,7 +4,7 @@ import ipaddress
 import re
 from typing import Annotated
 
-from common.db import SessionDep
+from common.db import SyncSessionDep
 from common.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
 from common.tokens import CurrentPrincipal, TokenVerifier
 from fastapi import Depends, Header, Request
@@ -51,7 +51,7 @@ HasherDep = Annotated[PasswordHasher, Depends(get_hasher)]
 VerifierDep = Annotated[TokenVerifier, Depends(get_verifier)]
 
 
-def get_current_user(session: SessionDep, principal: CurrentPrincipal) -> User:
+def get_current_user(session: SyncSessionDep, principal: CurrentPrincipal) -> User:
     """The caller's account; a token of a deleted or deactivated user is refused (401)."""
     user = crud.get_user(session=session, user_id=principal.user_id)
     if user is None:

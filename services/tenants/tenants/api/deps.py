@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from common.db import SessionDep
+from common.db import SyncSessionDep
 from common.errors import NotFound
 from fastapi import Depends, Path, Request
 
@@ -23,7 +23,7 @@ SettingsDep = Annotated[TenantsSettings, Depends(get_settings)]
 TenantId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-def get_tenant(tenant_id: TenantId, session: SessionDep) -> Tenant:
+def get_tenant(tenant_id: TenantId, session: SyncSessionDep) -> Tenant:
     tenant = crud.get_tenant(session=session, tenant_id=tenant_id)
     if tenant is None:
         raise NotFound()

@@ -5,7 +5,7 @@ No token: the gateway routes no ``/internal/`` path, so only processes on the in
 One query each.
 """
 
-from common.db import SessionDep
+from common.db import SyncSessionDep
 from common.errors import NotFound, ValidationFailed
 from fastapi import APIRouter
 
@@ -19,7 +19,7 @@ ONE_PARAMETER = "Give exactly one of the schema_name or domain query parameters.
 
 @router.get("/resolve/")
 def resolve_tenant(
-    session: SessionDep, schema_name: str | None = None, domain: str | None = None
+    session: SyncSessionDep, schema_name: str | None = None, domain: str | None = None
 ) -> TenantResolution:
     """A tenant by schema_name (live or deleted) or by domain (live only)."""
     schema_name = (schema_name or "").strip() or None
@@ -43,7 +43,7 @@ def resolve_tenant(
 
 
 @router.get("/status/")
-def tenant_statuses(session: SessionDep) -> TenantStatuses:
+def tenant_statuses(session: SyncSessionDep) -> TenantStatuses:
     """Every tenant (live or deleted) as schema_name → is_active: one request per edge refresh
     instead of one resolve per tenant."""
     return TenantStatuses(tenants=crud.tenant_statuses(session=session))

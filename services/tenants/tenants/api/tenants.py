@@ -1,6 +1,6 @@
 """``/api/tenants/``: the tenant registry, for platform superusers only."""
 
-from common.db import SessionDep
+from common.db import SyncSessionDep
 from common.listing import ListFiltersDep
 from common.pagination import Page, PageDep
 from common.tokens import require_superuser
@@ -18,7 +18,7 @@ router = APIRouter(
 
 @router.get("/")
 def list_tenants(
-    session: SessionDep, paging: PageDep, filters: ListFiltersDep
+    session: SyncSessionDep, paging: PageDep, filters: ListFiltersDep
 ) -> Page[TenantPublic]:
     """List live tenants (search on name, schema_name, domain_url)."""
     count = crud.count_tenants(session=session, filters=filters)
@@ -30,7 +30,9 @@ def list_tenants(
 
 
 @router.post("/", status_code=201)
-def create_tenant(data: TenantCreate, session: SessionDep, settings: SettingsDep) -> TenantPublic:
+def create_tenant(
+    data: TenantCreate, session: SyncSessionDep, settings: SettingsDep
+) -> TenantPublic:
     """Register a tenant; its schema_name is fixed for ever."""
     tenant = crud.create_tenant(session=session, data=data, default_schema=settings.default_tenant)
     return TenantPublic.model_validate(tenant)
@@ -43,7 +45,7 @@ def get_tenant(tenant: TenantDep) -> TenantPublic:
 
 
 @router.put("/{tenant_id}/")
-def update_tenant(tenant: TenantDep, data: TenantReplace, session: SessionDep) -> TenantPublic:
+def update_tenant(tenant: TenantDep, data: TenantReplace, session: SyncSessionDep) -> TenantPublic:
     """Replace a tenant's writable fields (schema_name must stay the same)."""
     tenant = crud.update_tenant(session=session, tenant=tenant, data=data)
     return TenantPublic.model_validate(tenant)
@@ -51,7 +53,7 @@ def update_tenant(tenant: TenantDep, data: TenantReplace, session: SessionDep) -
 
 @router.patch("/{tenant_id}/")
 def partial_update_tenant(
-    tenant: TenantDep, data: TenantUpdate, session: SessionDep
+    tenant: TenantDep, data: TenantUpdate, session: SyncSessionDep
 ) -> TenantPublic:
     """Change some of a tenant's fields (schema_name must stay the same)."""
     tenant = crud.update_tenant(session=session, tenant=tenant, data=data)
@@ -59,7 +61,7 @@ def partial_update_tenant(
 
 
 @router.delete("/{tenant_id}/", status_code=204)
-def delete_tenant(tenant: TenantDep, session: SessionDep, settings: SettingsDep) -> Response:
+def delete_tenant(tenant: TenantDep, session: SyncSessionDep, settings: SettingsDep) -> Response:
     """Hide a tenant; its data and its schema_name stay (the default tenant cannot go)."""
     crud.delete_tenant(session=session, tenant=tenant, default_schema=settings.default_tenant)
     return Response(status_code=204)

@@ -3,7 +3,7 @@
 from contextlib import suppress
 from typing import Any
 
-from common.db import SessionDep
+from common.db import SyncSessionDep
 from common.errors import AuthenticationFailed, Throttled, TokenInvalid
 from common.tokens import TokenVerifier
 from fastapi import APIRouter, Response, status
@@ -37,7 +37,7 @@ NO_ACTIVE_ACCOUNT = "No active account found with the given credentials"
 
 @router.post("/register/", status_code=status.HTTP_201_CREATED, response_model=UserPublic)
 def register(
-    data: UserRegister, session: SessionDep, tenant: RegistrationTenant, hasher: HasherDep
+    data: UserRegister, session: SyncSessionDep, tenant: RegistrationTenant, hasher: HasherDep
 ) -> User:
     """Create an account: a tenant's first user becomes its admin, later ones wait for one."""
     return crud.create_user(session=session, data=data, tenant=tenant, hasher=hasher)
@@ -46,7 +46,7 @@ def register(
 @router.post("/login/")
 def login(
     data: LoginRequest,
-    session: SessionDep,
+    session: SyncSessionDep,
     settings: SettingsDep,
     signer: SignerDep,
     tenants: TenantsDep,
@@ -95,7 +95,7 @@ def _recorded_refresh_token(session: Session, verifier: TokenVerifier, token: st
 @router.post("/refresh/")
 def refresh(
     data: RefreshRequest,
-    session: SessionDep,
+    session: SyncSessionDep,
     settings: SettingsDep,
     signer: SignerDep,
     verifier: VerifierDep,
@@ -115,7 +115,7 @@ def refresh(
 
 
 @router.post("/logout/", status_code=status.HTTP_204_NO_CONTENT)
-def logout(data: RefreshRequest, session: SessionDep, verifier: VerifierDep) -> Response:
+def logout(data: RefreshRequest, session: SyncSessionDep, verifier: VerifierDep) -> Response:
     """Revoke the refresh token's whole family. The refresh token is the credential."""
     token = _recorded_refresh_token(session, verifier, data.refresh)
     crud.revoke_refresh_family(session=session, family_id=token.family_id)

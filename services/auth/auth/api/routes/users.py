@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from common.db import SessionDep
+from common.db import SyncSessionDep
 from common.errors import NotFound
 from common.listing import ListFiltersDep
 from common.pagination import Page, PageDep
@@ -25,7 +25,7 @@ def get_me(user: CurrentUser) -> User:
 
 @router.get("/users/", response_model=Page[UserDetail])
 def list_users(
-    session: SessionDep,
+    session: SyncSessionDep,
     admin: AdminUser,
     page: PageDep,
     filters: ListFiltersDep,
@@ -48,7 +48,7 @@ def list_users(
 
 
 @router.patch("/users/{user_id}/", response_model=UserDetail)
-def update_user(user_id: int, data: UserUpdate, session: SessionDep, admin: AdminUser) -> User:
+def update_user(user_id: int, data: UserUpdate, session: SyncSessionDep, admin: AdminUser) -> User:
     """Activate or deactivate a user, or change its role (admin | staff)."""
     user = crud.get_user(session=session, user_id=user_id)
     # Another tenant's user, or a superuser, is invisible to a tenant admin: 404, as if absent.
