@@ -13,6 +13,7 @@ the thread that started them, should the launcher itself be killed).
 import atexit
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -157,6 +158,9 @@ class System:
             env[f"{name.upper()}_PORT"] = str(asdict(self.ports)[name])
             env[f"{name.upper()}_URL"] = self.url(name)
         env.update(overrides)
+        if not env.get("DENTIAPRO_INTERNAL_TOKEN") and not env.get("DENTIAPRO_INTERNAL_TOKEN_FILE"):
+            # The secret of /internal/ calls between the processes: this run's own, never stored.
+            env["DENTIAPRO_INTERNAL_TOKEN"] = secrets.token_urlsafe(32)
         return env
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -35,8 +35,12 @@ def create_app(
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         async with httpx.AsyncClient(timeout=settings.tenants_timeout, limits=limits) as client:
             app.state.http = client
+            token = settings.internal_token
             app.state.tenants = TenantDirectory(
-                client, settings.tenants_url, settings.tenant_cache_seconds
+                client,
+                settings.tenants_url,
+                settings.tenant_cache_seconds,
+                token.get_secret_value() if token else None,
             )
             # Until the JWKS is loaded the gateway's /health/ fails: no token could be verified.
             async with (

@@ -44,8 +44,16 @@ class _Answer:
 
 
 class TenantDirectory:
-    def __init__(self, client: httpx.AsyncClient, tenants_url: str, ttl: float) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        tenants_url: str,
+        ttl: float,
+        internal_token: str | None = None,
+    ) -> None:
         self._client = client
+        # The shared secret /internal/ requires (X-Internal-Token).
+        self._headers = {"X-Internal-Token": internal_token} if internal_token else {}
         self._url = tenants_url.rstrip("/") + RESOLVE_PATH
         self._status_url = tenants_url.rstrip("/") + STATUS_PATH
         self._ttl = ttl
@@ -71,7 +79,9 @@ class TenantDirectory:
 
     async def _fetch(self, schema_name: str) -> bool:
         try:
-            response = await self._client.get(self._url, params={"schema_name": schema_name})
+            response = await self._client.get(
+                self._url, params={"schema_name": schema_name}, headers=self._headers
+            )
             if response.status_code == 404:
                 active = False
             elif response.status_code == 200:
@@ -129,7 +139,7 @@ class TenantDirectory:
 
     async def _fetch_statuses(self) -> dict[str, bool]:
         try:
-            response = await self._client.get(self._status_url)
+            response = await self._client.get(self._status_url, headers=self._headers)
             if response.status_code != 200:
                 raise TenantsUnavailable(f"tenants answered HTTP {response.status_code}")
             return _parse_statuses(response.json())

@@ -5,6 +5,7 @@ uses), on its own SQLite file; it verifies tokens with the JWKS of the tests' si
 served over HTTP in place of auth's ``/api/auth/jwks/``.
 """
 
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import system
 
 EdgeFactory = Callable[..., AbstractContextManager[str]]
+
+
+# The shared secret of /internal/ between the edge under test and the tenants service.
+INTERNAL_TOKEN = secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="session")
+def internal_token() -> str:
+    return INTERNAL_TOKEN
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +65,11 @@ def tenants_url(tmp_path_factory: pytest.TempPathFactory, auth_url: str) -> Iter
     processes = system.System(
         ports=system.Ports.free(),
         data_dir=base / "data",
-        env={"AUTH_URL": auth_url, "LOG_LEVEL": "WARNING"},
+        env={
+            "AUTH_URL": auth_url,
+            "LOG_LEVEL": "WARNING",
+            "DENTIAPRO_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        },
         log_dir=base / "logs",
     )
     try:
@@ -82,6 +96,7 @@ def make_edge(signer: TestSigner, tenants_url: str, auth_url: str) -> EdgeFactor
             "tenants_url": tenants_url,
             "clinic_url": tenants_url,
             "tenant_cache_seconds": 30.0,
+            "internal_token": INTERNAL_TOKEN,
             **overrides,
         }
         settings = EdgeSettings(**values)

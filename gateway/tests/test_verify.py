@@ -249,14 +249,17 @@ def test_tenants_known_at_the_last_refresh_need_no_single_lookup(
 
 
 @pytest.fixture
-def stoppable_tenants(signer: TestSigner, tmp_path: Any) -> Iterator[tuple[str, Any]]:
+def stoppable_tenants(
+    signer: TestSigner, tmp_path: Any, internal_token: str
+) -> Iterator[tuple[str, Any]]:
     """The real tenants app on its own uvicorn (in a thread: a test may stop it midway);
     yields its URL and a function that stops it."""
     from tenants.main import create_app as create_tenants_app
     from tenants.settings import TenantsSettings
 
     tenants_app = create_tenants_app(
-        TenantsSettings(data_dir=tmp_path), token_verifier=signer.verifier()
+        TenantsSettings(data_dir=tmp_path, internal_token=internal_token),
+        token_verifier=signer.verifier(),
     )
     server = serve(tenants_app)
     url = server.__enter__()

@@ -53,7 +53,7 @@ def metrics_router() -> APIRouter:
     return router
 
 
-def _migrate(database: Database) -> None:
+def migrate(database: Database) -> None:
     # Alembic is synchronous: psycopg2 (or sqlite3) on a one-connection engine, in a thread.
     engine = create_db_engine(database.url, pool_size=1, max_overflow=0)
     try:
@@ -113,7 +113,7 @@ def create_app(
         configure_logging(service, settings.log_level)
         async with AsyncExitStack() as stack:
             if database is not None:
-                await asyncio.to_thread(_migrate, database)
+                await asyncio.to_thread(migrate, database)
                 engine = create_async_db_engine(
                     database.url,
                     pool_size=settings.db_pool_size,

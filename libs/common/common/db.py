@@ -267,10 +267,10 @@ async def ping_async(engine: AsyncEngine) -> float:
 
 # --- what counts as "the database is unavailable" (a 503, never a 500) ---
 
-# SQLSTATE classes and codes of a server that cannot serve now: connection exceptions (08),
-# insufficient resources (53), operator intervention (57: shutdown, statement timeout), and
-# system errors (58).
-_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+# SQLSTATE classes of a server that cannot serve now: connection exceptions (08), a login
+# refused (28) or a database that is gone (3D: dropped, or not restored yet), insufficient
+# resources (53), operator intervention (57: shutdown, statement timeout), system errors (58).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "28", "3D", "53", "57", "58")
 
 
 def is_unavailable(exc: BaseException) -> bool:

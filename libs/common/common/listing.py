@@ -168,7 +168,7 @@ class Listing:
     column ``?updated_after=`` compares."""
 
     table: FromClause
-    columns: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]]
+    columns: Sequence[Sortable]
     ordering: Mapping[str, Sortable]
     search: SearchConditions
     updated_at: Sortable
@@ -207,6 +207,9 @@ async def fetch_page(
     the end (no rows, not the first page) is a 404 ``Invalid page.``; ``?page=last`` needs the
     count first, so it runs two.
     """
+    if isinstance(db, AsyncSession):
+        # Rows, not ORM objects: run on the session's connection (and its transaction).
+        db = await db.connection()
     paging = query.page
     conditions = list_conditions(listing, query.filters, where)
     order = order_by(query.filters.ordering, listing.ordering, listing.tie_breaker)

@@ -1,8 +1,9 @@
 """Base settings shared by every service, read from the environment when an app is built."""
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +35,34 @@ class ServiceSettings(BaseSettings):
     health_timeout: float = Field(1.5, validation_alias=env("HEALTH_TIMEOUT", "health_timeout"))
     db_pool_size: int = Field(10, validation_alias=env("DB_POOL_SIZE", "db_pool_size"))
     db_max_overflow: int = Field(10, validation_alias=env("DB_MAX_OVERFLOW", "db_max_overflow"))
+    # The shared secret that services (and the gateway) present on /internal/ calls, in the
+    # X-Internal-Token header: the value, or a file holding it (a mounted secret).
+    internal_token: SecretStr | None = Field(
+        None, validation_alias=env("DENTIAPRO_INTERNAL_TOKEN", "internal_token")
+    )
+    internal_token_file: Path | None = Field(
+        None, validation_alias=env("DENTIAPRO_INTERNAL_TOKEN_FILE", "internal_token_file")
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_internal_token_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        path = next(
+            (
+                data[k]
+                for k in ("DENTIAPRO_INTERNAL_TOKEN_FILE", "internal_token_file")
+                if data.get(k)
+            ),
+            None,
+        )
+        has_value = any(data.get(k) for k in ("DENTIAPRO_INTERNAL_TOKEN", "internal_token"))
+        if path and not has_value:
+            token = Path(path).read_text().strip()
+            if token:
+                data = {**data, "internal_token": token}
+        return data
 
     def sqlite_url(self, name: str) -> str:
         """Default SQLite URL of a service database under the data dir."""

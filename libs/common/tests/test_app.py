@@ -111,3 +111,33 @@ def test_openapi_document_is_served(client: httpx.Client) -> None:
     response = client.get("/openapi.json")
     assert response.status_code == 200
     assert "/api/items/{item_id}/" in response.json()["paths"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/items/7/", 200),
+        ("GET", "/api/items/7", 200),
+        ("HEAD", "/api/items/7/", 200),
+        ("GET", "/api/items/abc/", 404),
+        ("POST", "/api/items/", 400),
+        ("GET", "/api/nowhere/", 404),
+    ],
+)
+def test_every_api_response_says_no_store(
+    client: httpx.Client, method: str, path: str, status: int
+) -> None:
+    """Patient data must not be kept by a browser's or a proxy's cache: successes and errors."""
+    response = client.request(method, path, json={} if method == "POST" else None)
+    assert response.status_code == status
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_refused_media_type_says_no_store_too(client: httpx.Client) -> None:
+    response = client.post("/api/items/", content=b"a=1", headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_health_and_metrics_are_not_api_paths(client: httpx.Client) -> None:
+    assert "cache-control" not in client.get("/health/").headers

@@ -60,6 +60,11 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
                     settings.tenants_url,
                     default_tenant=settings.default_tenant,
                     cache_seconds=settings.tenant_cache_seconds,
+                    internal_token=(
+                        settings.internal_token.get_secret_value()
+                        if settings.internal_token
+                        else None
+                    ),
                 )
                 yield
         finally:

@@ -31,9 +31,17 @@ class Tenant:
 
 class TenantsClient:
     def __init__(
-        self, http: httpx.Client, base_url: str, *, default_tenant: str, cache_seconds: float
+        self,
+        http: httpx.Client,
+        base_url: str,
+        *,
+        default_tenant: str,
+        cache_seconds: float,
+        internal_token: str | None = None,
     ) -> None:
         self._http = http
+        # The shared secret /internal/ requires (X-Internal-Token).
+        self._headers = {"X-Internal-Token": internal_token} if internal_token else {}
         self.default_tenant = default_tenant
         self._url = f"{base_url.rstrip('/')}/internal/tenants/resolve/"
         self._cache_seconds = cache_seconds
@@ -71,7 +79,7 @@ class TenantsClient:
 
     def _fetch(self, lookup: Lookup, value: str) -> Tenant | None:
         try:
-            response = self._http.get(self._url, params={lookup: value})
+            response = self._http.get(self._url, params={lookup: value}, headers=self._headers)
         except httpx.HTTPError as exc:
             log.warning("tenants service unreachable: %s", type(exc).__name__)
             raise ServiceUnavailable(UNAVAILABLE) from exc

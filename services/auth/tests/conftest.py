@@ -7,6 +7,7 @@ starts the real tenants service as a subprocess wired to that auth server.
 
 import importlib.util
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -29,6 +30,8 @@ from common.pytest_plugin import DatabaseUrlFactory
 from common.testing import free_port, serve
 from sqlmodel import Session
 
+# The shared secret of /internal/ between this auth and the tenants service under test.
+INTERNAL_TOKEN = secrets.token_urlsafe(24)
 ADMIN_USERNAME = "platform-root"
 ADMIN_PASSWORD = "root-test-password-1"
 GOOD_PASSWORD = "correct-Horse-battery-9"
@@ -74,6 +77,7 @@ def auth_settings(
             "admin_password": ADMIN_PASSWORD,
             "tenants_url": f"http://127.0.0.1:{closed_port}",
             "tenants_timeout": 1.0,
+            "internal_token": INTERNAL_TOKEN,
             "log_level": "WARNING",
             **FAST_ARGON2,
         }
@@ -274,6 +278,7 @@ def _run_tenants_service(directory: Path) -> Iterator[TenantsService]:
             "TENANTS_DATABASE_URL": f"sqlite:///{directory / 'tenants.sqlite3'}",
             "AUTH_URL": auth_url,
             "DENTIAPRO_DATA_DIR": str(directory),
+            "DENTIAPRO_INTERNAL_TOKEN": INTERNAL_TOKEN,
             "LOG_LEVEL": "WARNING",
         }
         command = [sys.executable, "-m", "uvicorn", "tenants.main:create_app", "--factory"]

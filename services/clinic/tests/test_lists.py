@@ -249,6 +249,7 @@ def test_consultation_filters_by_patient_cabinet_and_dates(
     assert ids(patient=p1["id"], cabinet=c1["id"]) == [early["id"]]
     assert ids(patient=999999) == []
     assert ids(patient=99999999999) == []
+    assert ids(patient="9" * 5000) == []  # a number, naming nothing: not int()-ed whole
     # A date as date_before covers the whole day; bounds are inclusive.
     assert ids(date_before="2024-03-01") == [early["id"], late["id"]]
     assert ids(date_after="2024-03-02") == [next_day["id"]]
@@ -269,6 +270,13 @@ def test_consultation_filters_by_patient_cabinet_and_dates(
     [
         ({"patient": "abc"}, "patient"),
         ({"cabinet": "-1"}, "cabinet"),
+        # Unicode digits: str.isdigit() says yes, int() says no (it was a 500).
+        ({"cabinet": "³"}, "cabinet"),
+        ({"patient": "³"}, "patient"),
+        ({"patient": "١٢"}, "patient"),
+        ({"patient": "\uff11\uff12"}, "patient"),  # fullwidth 12
+        ({"cabinet": "1\x00"}, "cabinet"),
+        ({"patient": "1.0"}, "patient"),
         ({"date_after": "March 1st"}, "date_after"),
         ({"date_before": "2024-02-30"}, "date_before"),
         ({"updated_after": "yesterday"}, "updated_after"),

@@ -140,6 +140,10 @@ def _tomorrow_everywhere() -> str:
         ("name", " \t\n ", "This field may not be blank."),
         ("name", "n" * 256, "Ensure this field has no more than 255 characters."),
         ("name", None, "Not a valid string."),
+        # PostgreSQL cannot store NUL in text: a 400 as in DRF, never a 500.
+        ("name", "Ada\x00Lovelace", "Null characters are not allowed."),
+        ("email", "ada\x00@example.com", "Null characters are not allowed."),
+        ("contact_number", "0612\x00345", "Null characters are not allowed."),
     ],
 )
 def test_invalid_patient_field_is_400_on_that_field(

@@ -4,11 +4,12 @@ import logging
 from collections.abc import Sequence
 
 from common.errors import Conflict, ValidationFailed
-from common.listing import ListFilters, order_by
+from common.listing import Listing, ListQuery, PageResult, fetch_page
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement, func, or_
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tenants.models import (
     Tenant,
@@ -57,15 +58,6 @@ SCHEMA_NAME_IMMUTABLE = "schema_name cannot be changed after creation."
 DOMAIN_TAKEN = "tenant with this domain url already exists."
 DEFAULT_TENANT_UNDELETABLE = "The default tenant cannot be deleted."
 
-# ?ordering= fields (DRF style; unknown ones ignored, id breaks ties).
-SORTABLE = {
-    "id": col(Tenant.id),
-    "name": col(Tenant.name),
-    "schema_name": col(Tenant.schema_name),
-    "domain_url": col(Tenant.domain_url),
-    "created_at": col(Tenant.created_at),
-    "updated_at": col(Tenant.updated_at),
-}
 SEARCHABLE = (Tenant.name, Tenant.schema_name, Tenant.domain_url)
 
 
@@ -73,60 +65,61 @@ def _live() -> ColumnElement[bool]:
     return col(Tenant.deleted_at).is_(None)
 
 
-def _filters(query: ListFilters) -> list[ColumnElement[bool]]:
-    filters = [_live()]
-    # NUL cannot occur in stored text and PostgreSQL refuses it in a parameter: drop it.
-    term = (query.search or "").replace("\x00", "").strip().lower()
-    if term:
-        filters.append(
-            or_(*(func.lower(column).contains(term, autoescape=True) for column in SEARCHABLE))
-        )
-    if query.updated_after is not None:
-        filters.append(col(Tenant.updated_at) >= query.updated_after)
-    return filters
+def _search(terms: Sequence[str]) -> list[ColumnElement[bool]]:
+    # As DRF's SearchFilter: every term in one of the searchable fields, case-insensitively.
+    return [
+        or_(*(func.lower(column).contains(term.lower(), autoescape=True) for column in SEARCHABLE))
+        for term in terms
+    ]
 
 
-def count_tenants(*, session: Session, filters: ListFilters) -> int:
-    statement = select(func.count()).select_from(Tenant).where(*_filters(filters))
-    return session.exec(statement).one()
+# Live tenants, as TenantPublic shows them; every listed field is orderable (id breaks ties).
+ORDERING = {
+    "id": col(Tenant.id),
+    "name": col(Tenant.name),
+    "schema_name": col(Tenant.schema_name),
+    "domain_url": col(Tenant.domain_url),
+    "created_at": col(Tenant.created_at),
+    "updated_at": col(Tenant.updated_at),
+}
+LISTING = Listing(
+    table=Tenant.__table__,  # type: ignore[attr-defined]
+    columns=list(ORDERING.values()),
+    ordering=ORDERING,
+    search=_search,
+    updated_at=col(Tenant.updated_at),
+)
 
 
-def list_tenants(
-    *, session: Session, filters: ListFilters, offset: int, limit: int
-) -> Sequence[Tenant]:
-    statement = (
-        select(Tenant)
-        .where(*_filters(filters))
-        .order_by(*order_by(filters.ordering, SORTABLE))
-        .offset(offset)
-        .limit(limit)
-    )
-    return session.exec(statement).all()
+async def list_tenants(*, session: AsyncSession, query: ListQuery) -> PageResult:
+    return await fetch_page(session, LISTING, query, [_live()])
 
 
-def get_tenant(*, session: Session, tenant_id: int) -> Tenant | None:
+async def get_tenant(*, session: AsyncSession, tenant_id: int) -> Tenant | None:
     """A live tenant by id (deleted ones are gone from the API)."""
     statement = select(Tenant).where(Tenant.id == tenant_id, _live())
-    return session.exec(statement).first()
+    return (await session.exec(statement)).first()
 
 
-def get_tenant_by_schema_name(*, session: Session, schema_name: str) -> Tenant | None:
+async def get_tenant_by_schema_name(*, session: AsyncSession, schema_name: str) -> Tenant | None:
     """Live or deleted: callers need to know that a deleted tenant is inactive."""
     if "\x00" in schema_name:  # matches nothing, and PostgreSQL would refuse the parameter
         return None
-    return session.exec(select(Tenant).where(Tenant.schema_name == schema_name)).first()
+    statement = select(Tenant).where(Tenant.schema_name == schema_name)
+    return (await session.exec(statement)).first()
 
 
-def tenant_statuses(*, session: Session) -> dict[str, bool]:
+async def tenant_statuses(*, session: AsyncSession) -> dict[str, bool]:
     """Every tenant, live or deleted, as schema_name → is_active: the edge's bulk refresh.
 
     Two columns, no ORM objects: every edge replica asks for the whole registry every ~15 s.
     """
     statement = select(Tenant.schema_name, col(Tenant.deleted_at).is_(None))
-    return {schema_name: bool(active) for schema_name, active in session.exec(statement)}
+    rows = await session.exec(statement)
+    return {schema_name: bool(active) for schema_name, active in rows}
 
 
-def get_tenant_by_domain(*, session: Session, domain: str) -> Tenant | None:
+async def get_tenant_by_domain(*, session: AsyncSession, domain: str) -> Tenant | None:
     """The live tenant serving ``domain`` (a Host header value: any ``:port`` is ignored)."""
     host = normalize_hostname(domain).rstrip(".")
     if "\x00" in host:
@@ -135,7 +128,7 @@ def get_tenant_by_domain(*, session: Session, domain: str) -> Tenant | None:
     if name and port.isdigit() and ":" not in name:
         host = name
     statement = select(Tenant).where(Tenant.domain_url == host, _live())
-    return session.exec(statement).first()
+    return (await session.exec(statement)).first()
 
 
 def _schema_name_errors(schema_name: str, default_schema: str) -> list[str]:
@@ -146,35 +139,39 @@ def _schema_name_errors(schema_name: str, default_schema: str) -> list[str]:
     return []
 
 
-def _conflicts(
-    session: Session, *, schema_name: str | None, domain_url: str | None, exclude_id: int | None
+async def _conflicts(
+    session: AsyncSession,
+    *,
+    schema_name: str | None,
+    domain_url: str | None,
+    exclude_id: int | None,
 ) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     if schema_name is not None:
         statement = select(Tenant.id).where(Tenant.schema_name == schema_name)
         if exclude_id is not None:
             statement = statement.where(Tenant.id != exclude_id)
-        if session.exec(statement).first() is not None:
+        if (await session.exec(statement)).first() is not None:
             errors["schema_name"] = [SCHEMA_NAME_TAKEN]
     if domain_url is not None:
         statement = select(Tenant.id).where(Tenant.domain_url == domain_url, _live())
         if exclude_id is not None:
             statement = statement.where(Tenant.id != exclude_id)
-        if session.exec(statement).first() is not None:
+        if (await session.exec(statement)).first() is not None:
             errors["domain_url"] = [DOMAIN_TAKEN]
     return errors
 
 
-def _save(session: Session, tenant: Tenant, *, check_schema: bool) -> Tenant:
+async def _save(session: AsyncSession, tenant: Tenant, *, check_schema: bool) -> Tenant:
     """Commit ``tenant``; a unique index that a concurrent writer won is a 400, not a 500."""
     # Read before commit: a rollback expires the object and reloads the stored values.
     schema_name, domain_url, tenant_id = tenant.schema_name, tenant.domain_url, tenant.id
     session.add(tenant)
     try:
-        session.commit()
+        await session.commit()
     except IntegrityError:
-        session.rollback()
-        errors = _conflicts(
+        await session.rollback()
+        errors = await _conflicts(
             session,
             schema_name=schema_name if check_schema else None,
             domain_url=domain_url,
@@ -183,12 +180,14 @@ def _save(session: Session, tenant: Tenant, *, check_schema: bool) -> Tenant:
         raise ValidationFailed(
             errors or {"non_field_errors": ["A concurrent change conflicted; try again."]}
         ) from None
-    session.refresh(tenant)
+    await session.refresh(tenant)
     return tenant
 
 
-def create_tenant(*, session: Session, data: TenantCreate, default_schema: str) -> Tenant:
-    errors = _conflicts(
+async def create_tenant(
+    *, session: AsyncSession, data: TenantCreate, default_schema: str
+) -> Tenant:
+    errors = await _conflicts(
         session, schema_name=data.schema_name, domain_url=data.domain_url, exclude_id=None
     )
     reserved = _schema_name_errors(data.schema_name, default_schema)
@@ -198,32 +197,32 @@ def create_tenant(*, session: Session, data: TenantCreate, default_schema: str) 
         raise ValidationFailed(errors)
     now = utcnow()
     tenant = Tenant.model_validate(data, update={"created_at": now, "updated_at": now})
-    tenant = _save(session, tenant, check_schema=True)
+    tenant = await _save(session, tenant, check_schema=True)
     TENANT_CHANGES.labels("created").inc()
     log.info("tenant %s created", tenant.schema_name)
     return tenant
 
 
-def update_tenant(
-    *, session: Session, tenant: Tenant, data: TenantReplace | TenantUpdate
+async def update_tenant(
+    *, session: AsyncSession, tenant: Tenant, data: TenantReplace | TenantUpdate
 ) -> Tenant:
     """Apply a PUT (every field) or PATCH (the fields sent); schema_name never changes."""
     changes = data.model_dump(exclude_unset=True)
     if "schema_name" in changes and changes.pop("schema_name") != tenant.schema_name:
         raise ValidationFailed({"schema_name": [SCHEMA_NAME_IMMUTABLE]})
-    errors = _conflicts(
+    errors = await _conflicts(
         session, schema_name=None, domain_url=changes.get("domain_url"), exclude_id=tenant.id
     )
     if errors:
         raise ValidationFailed(errors)
     tenant.sqlmodel_update(changes)
     tenant.updated_at = utcnow()
-    tenant = _save(session, tenant, check_schema=False)
+    tenant = await _save(session, tenant, check_schema=False)
     TENANT_CHANGES.labels("updated").inc()
     return tenant
 
 
-def delete_tenant(*, session: Session, tenant: Tenant, default_schema: str) -> None:
+async def delete_tenant(*, session: AsyncSession, tenant: Tenant, default_schema: str) -> None:
     """Hide the tenant; its row (and its schema_name) and its clinical data stay."""
     if tenant.schema_name == default_schema:
         raise Conflict(DEFAULT_TENANT_UNDELETABLE)
@@ -231,14 +230,16 @@ def delete_tenant(*, session: Session, tenant: Tenant, default_schema: str) -> N
     tenant.deleted_at = now
     tenant.updated_at = now
     session.add(tenant)
-    session.commit()
+    await session.commit()
     TENANT_CHANGES.labels("deleted").inc()
     log.info("tenant %s deleted", tenant.schema_name)
 
 
-def ensure_default_tenant(*, session: Session, schema_name: str, name: str, domain: str) -> Tenant:
+async def ensure_default_tenant(
+    *, session: AsyncSession, schema_name: str, name: str, domain: str
+) -> Tenant:
     """Create the default tenant when missing; replicas racing at start-up all end up with one."""
-    existing = get_tenant_by_schema_name(session=session, schema_name=schema_name)
+    existing = await get_tenant_by_schema_name(session=session, schema_name=schema_name)
     if existing is not None:
         return existing
     now = utcnow()
@@ -247,15 +248,15 @@ def ensure_default_tenant(*, session: Session, schema_name: str, name: str, doma
     )
     session.add(tenant)
     try:
-        session.commit()
+        await session.commit()
     except IntegrityError:
-        session.rollback()  # another replica created it first
+        await session.rollback()  # another replica created it first
     else:
         TENANT_CHANGES.labels("created").inc()
         log.info("default tenant %s created", schema_name)
-        session.refresh(tenant)
+        await session.refresh(tenant)
         return tenant
-    existing = get_tenant_by_schema_name(session=session, schema_name=schema_name)
+    existing = await get_tenant_by_schema_name(session=session, schema_name=schema_name)
     if existing is None:
         raise RuntimeError(
             f"cannot create the default tenant {schema_name!r}: another live tenant "

@@ -1,7 +1,8 @@
-"""The tenants database: engine and Alembic migrations (``make migrate`` and start-up)."""
+"""The tenants database: its Alembic migrations (``dentiapro migrate`` and start-up)."""
 
-from common.db import create_db_engine, migrations_dir, upgrade
-from sqlalchemy import Engine
+from common.app import Database
+from common.app import migrate as migrate_database
+from common.db import migrations_dir
 
 from tenants.settings import TenantsSettings
 
@@ -10,19 +11,6 @@ MIGRATIONS = migrations_dir(__file__)
 MIGRATION_LOCK_KEY = 0x7E_4A_47_5F
 
 
-def create_engine(settings: TenantsSettings) -> Engine:
-    return create_db_engine(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        application_name="dentiapro-tenants",
-    )
-
-
 def migrate(settings: TenantsSettings) -> None:
     """Bring the tenants database to the latest revision (idempotent, safe across replicas)."""
-    engine = create_db_engine(settings.database_url, pool_size=1, max_overflow=0)
-    try:
-        upgrade(MIGRATIONS, engine, lock_key=MIGRATION_LOCK_KEY)
-    finally:
-        engine.dispose()
+    migrate_database(Database(settings.database_url, MIGRATIONS, MIGRATION_LOCK_KEY))

@@ -4,6 +4,7 @@ The shared server lives for a test module; tests stay independent by giving ever
 they create a unique schema_name/domain and by filtering lists with ``?search=`` on it.
 """
 
+import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,17 @@ TenantFactory = Callable[..., dict[str, Any]]
 @pytest.fixture(scope="session")
 def signer() -> TestSigner:
     return TestSigner()
+
+
+@pytest.fixture(scope="session")
+def internal_token() -> str:
+    """The shared secret of /internal/ (DENTIAPRO_INTERNAL_TOKEN) for every app under test."""
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="session")
+def internal_headers(internal_token: str) -> dict[str, str]:
+    return {"X-Internal-Token": internal_token}
 
 
 @pytest.fixture(scope="session")
@@ -62,11 +74,15 @@ def module_database_url(
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., TenantsSettings]:
+def make_settings(tmp_path: Path, internal_token: str) -> Callable[..., TenantsSettings]:
     """Settings for an app under test; keyword arguments override fields by name."""
 
     def make(**overrides: Any) -> TenantsSettings:
-        values: dict[str, Any] = {"data_dir": tmp_path, "default_tenant": "public"}
+        values: dict[str, Any] = {
+            "data_dir": tmp_path,
+            "default_tenant": "public",
+            "internal_token": internal_token,
+        }
         values.update(overrides)
         return TenantsSettings(**values)
 
@@ -75,13 +91,17 @@ def make_settings(tmp_path: Path) -> Callable[..., TenantsSettings]:
 
 @pytest.fixture(scope="module")
 def base_url(
-    module_database_url: str, signer: TestSigner, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str,
+    signer: TestSigner,
+    internal_token: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     settings = TenantsSettings(
         database_url=module_database_url,
         data_dir=tmp_path_factory.mktemp("data"),
         default_tenant="public",
         default_tenant_name="Default practice",
+        internal_token=internal_token,
     )
     with serve(create_app(settings, token_verifier=signer.verifier())) as url:
         yield url
@@ -97,6 +117,13 @@ def api(base_url: str, superuser_headers: dict[str, str]) -> Iterator[httpx.Clie
 @pytest.fixture
 def anonymous(base_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def internal(base_url: str, internal_headers: dict[str, str]) -> Iterator[httpx.Client]:
+    """A client of /internal/ holding the shared secret (as auth and the gateway do)."""
+    with httpx.Client(base_url=base_url, headers=internal_headers, timeout=30) as client:
         yield client
 
 

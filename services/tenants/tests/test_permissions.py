@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from common.testing import TestSigner, forge_token, hs256_token, with_claims
+from common.testing import TestSigner, forge_token, hs256_token, serve, with_claims
+from tenants.main import create_app
 
 BODY = {"name": "Nope", "schema_name": "nope_schema", "domain_url": "nope.test"}
 ROUTES = [
@@ -107,9 +108,42 @@ def test_superuser_of_any_tenant_claim_is_allowed(
     assert anonymous.get("/api/tenants/", headers=headers).status_code == 200
 
 
-def test_resolve_needs_no_token(anonymous: httpx.Client) -> None:
-    response = anonymous.get("/internal/tenants/resolve/", params={"schema_name": "public"})
-    assert response.status_code == 200
+INTERNAL_PATHS = ["/internal/tenants/resolve/?schema_name=public", "/internal/tenants/status/"]
+
+
+@pytest.mark.parametrize("path", INTERNAL_PATHS)
+def test_internal_paths_need_the_shared_secret_not_a_user_token(
+    anonymous: httpx.Client, internal_headers: dict[str, str], signer: TestSigner, path: str
+) -> None:
+    missing = anonymous.get(path)
+    assert missing.status_code == 401
+    assert missing.json() == {"detail": "Internal API credential not provided."}
+    # A superuser's access token is no credential here, and neither is a guess.
+    superuser = signer.auth_header(is_superuser=True)
+    assert anonymous.get(path, headers=superuser).status_code == 401
+    token = internal_headers["X-Internal-Token"]
+    for guess in ("", "x", token[:-1], token + "x", "é".encode() * 8):
+        response = anonymous.get(path, headers={"X-Internal-Token": guess})
+        assert response.status_code in (401, 403), guess
+    assert anonymous.get(path, headers=internal_headers).status_code == 200
+
+
+def test_internal_paths_are_closed_when_no_secret_is_configured(
+    make_settings: Callable[..., Any], signer: TestSigner, database_url: Callable[[str], str]
+) -> None:
+    settings = make_settings(database_url=database_url("tenants"), internal_token=None)
+    with serve(create_app(settings, token_verifier=signer.verifier())) as url:
+        for path in INTERNAL_PATHS:
+            response = httpx.get(f"{url}{path}", headers={"X-Internal-Token": "anything"})
+            assert response.status_code == 403
+            assert response.json() == {
+                "detail": "The internal API is closed: no credential is configured."
+            }
+
+
+def test_internal_paths_are_not_in_the_openapi_document(anonymous: httpx.Client) -> None:
+    paths = anonymous.get("/openapi.json").json()["paths"]
+    assert not [path for path in paths if path.startswith("/internal")]
 
 
 # --- token attacks: each aims at a superuser-only route and must be refused as invalid ------

@@ -1,4 +1,4 @@
-"""GET /internal/tenants/resolve/: what auth and the edge ask about a tenant."""
+"""GET /internal/tenants/resolve/ and /status/: what auth and the gateway ask about tenants."""
 
 from typing import Any
 
@@ -16,9 +16,9 @@ def resolve(client: httpx.Client, **params: str) -> httpx.Response:
     return client.get("/internal/tenants/resolve/", params=params)
 
 
-def test_resolve_by_schema_name(anonymous: httpx.Client, new_tenant: TenantFactory) -> None:
+def test_resolve_by_schema_name(internal: httpx.Client, new_tenant: TenantFactory) -> None:
     tenant = new_tenant()
-    response = resolve(anonymous, schema_name=tenant["schema_name"])
+    response = resolve(internal, schema_name=tenant["schema_name"])
     assert response.status_code == 200
     assert response.json() == {
         "id": tenant["id"],
@@ -30,7 +30,7 @@ def test_resolve_by_schema_name(anonymous: httpx.Client, new_tenant: TenantFacto
 
 
 def test_resolve_by_domain_ignores_case_and_port(
-    anonymous: httpx.Client, new_tenant: TenantFactory
+    internal: httpx.Client, new_tenant: TenantFactory
 ) -> None:
     tenant = new_tenant()
     for domain in (
@@ -38,15 +38,15 @@ def test_resolve_by_domain_ignores_case_and_port(
         tenant["domain_url"].upper(),
         f"{tenant['domain_url']}:8000",
     ):
-        response = resolve(anonymous, domain=domain)
+        response = resolve(internal, domain=domain)
         assert response.status_code == 200, domain
         assert response.json()["id"] == tenant["id"]
         assert response.json()["is_active"] is True
 
 
-def test_resolve_default_tenant(anonymous: httpx.Client) -> None:
-    by_domain = resolve(anonymous, domain="localhost:8000").json()
-    by_schema = resolve(anonymous, schema_name="public").json()
+def test_resolve_default_tenant(internal: httpx.Client) -> None:
+    by_domain = resolve(internal, domain="localhost:8000").json()
+    by_schema = resolve(internal, schema_name="public").json()
     assert by_domain == by_schema
     assert set(by_domain) == RESOLVED
     assert by_domain["schema_name"] == "public"
@@ -54,33 +54,33 @@ def test_resolve_default_tenant(anonymous: httpx.Client) -> None:
 
 
 def test_resolve_deleted_tenant_by_schema_name_is_inactive(
-    api: httpx.Client, anonymous: httpx.Client, new_tenant: TenantFactory
+    api: httpx.Client, internal: httpx.Client, new_tenant: TenantFactory
 ) -> None:
     tenant = new_tenant()
     assert api.delete(f"/api/tenants/{tenant['id']}/").status_code == 204
-    response = resolve(anonymous, schema_name=tenant["schema_name"])
+    response = resolve(internal, schema_name=tenant["schema_name"])
     assert response.status_code == 200
     assert response.json()["is_active"] is False
     assert response.json()["id"] == tenant["id"]
 
 
 def test_resolve_deleted_tenant_by_domain_is_a_404(
-    api: httpx.Client, anonymous: httpx.Client, new_tenant: TenantFactory
+    api: httpx.Client, internal: httpx.Client, new_tenant: TenantFactory
 ) -> None:
     tenant = new_tenant()
     assert api.delete(f"/api/tenants/{tenant['id']}/").status_code == 204
-    response = resolve(anonymous, domain=tenant["domain_url"])
+    response = resolve(internal, domain=tenant["domain_url"])
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
 
 
 def test_resolve_domain_reused_after_delete_finds_the_live_tenant(
-    api: httpx.Client, anonymous: httpx.Client, new_tenant: TenantFactory, unique: str
+    api: httpx.Client, internal: httpx.Client, new_tenant: TenantFactory, unique: str
 ) -> None:
     old = new_tenant()
     assert api.delete(f"/api/tenants/{old['id']}/").status_code == 204
     new = new_tenant(schema_name=f"newer_{unique}", domain_url=old["domain_url"])
-    assert resolve(anonymous, domain=old["domain_url"]).json()["id"] == new["id"]
+    assert resolve(internal, domain=old["domain_url"]).json()["id"] == new["id"]
 
 
 @pytest.mark.parametrize(
@@ -92,8 +92,8 @@ def test_resolve_domain_reused_after_delete_finds_the_live_tenant(
         {"domain": "localhost\x00"},
     ],
 )
-def test_resolve_unknown_tenant_is_a_404(anonymous: httpx.Client, params: dict[str, str]) -> None:
-    response = resolve(anonymous, **params)
+def test_resolve_unknown_tenant_is_a_404(internal: httpx.Client, params: dict[str, str]) -> None:
+    response = resolve(internal, **params)
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
 
@@ -103,15 +103,15 @@ def test_resolve_unknown_tenant_is_a_404(anonymous: httpx.Client, params: dict[s
     [{}, {"schema_name": ""}, {"domain": "  "}, {"schema_name": "public", "domain": "localhost"}],
 )
 def test_resolve_needs_exactly_one_parameter(
-    anonymous: httpx.Client, params: dict[str, str]
+    internal: httpx.Client, params: dict[str, str]
 ) -> None:
-    response = resolve(anonymous, **params)
+    response = resolve(internal, **params)
     assert response.status_code == 400
     assert response.json() == ONE_PARAMETER
 
 
-def test_resolve_without_trailing_slash(anonymous: httpx.Client) -> None:
-    response = anonymous.get("/internal/tenants/resolve", params={"schema_name": "public"})
+def test_resolve_without_trailing_slash(internal: httpx.Client) -> None:
+    response = internal.get("/internal/tenants/resolve", params={"schema_name": "public"})
     assert response.status_code == 200
 
 
@@ -124,28 +124,28 @@ def statuses(client: httpx.Client) -> dict[str, bool]:
 
 
 def test_status_lists_created_tenants_as_active(
-    anonymous: httpx.Client, new_tenant: TenantFactory
+    internal: httpx.Client, new_tenant: TenantFactory
 ) -> None:
     created = [new_tenant()["schema_name"] for _ in range(3)]
-    tenants = statuses(anonymous)
+    tenants = statuses(internal)
     assert {schema: tenants.get(schema) for schema in created} == dict.fromkeys(created, True)
 
 
 def test_status_lists_a_deleted_tenant_as_inactive(
-    api: httpx.Client, anonymous: httpx.Client, new_tenant: TenantFactory
+    api: httpx.Client, internal: httpx.Client, new_tenant: TenantFactory
 ) -> None:
     kept, deleted = new_tenant(), new_tenant()
     assert api.delete(f"/api/tenants/{deleted['id']}/").status_code == 204
-    tenants = statuses(anonymous)
+    tenants = statuses(internal)
     assert tenants[kept["schema_name"]] is True
     assert tenants[deleted["schema_name"]] is False
 
 
-def test_status_includes_the_default_tenant(anonymous: httpx.Client) -> None:
-    assert statuses(anonymous)["public"] is True
+def test_status_includes_the_default_tenant(internal: httpx.Client) -> None:
+    assert statuses(internal)["public"] is True
 
 
-def test_status_needs_no_token_and_no_trailing_slash(anonymous: httpx.Client) -> None:
-    response = anonymous.get("/internal/tenants/status")
+def test_status_needs_no_user_token_and_no_trailing_slash(internal: httpx.Client) -> None:
+    response = internal.get("/internal/tenants/status")
     assert response.status_code == 200
     assert response.json()["tenants"]["public"] is True

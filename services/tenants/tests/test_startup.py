@@ -1,13 +1,12 @@
 """Start-up: migrations, the default tenant, health, metrics, and a database that goes away."""
 
 import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from common.db import create_db_engine
+from common.db import create_async_db_engine, create_db_engine
 from common.pytest_plugin import (
     DatabaseUrlFactory,
     create_postgres_database,
@@ -18,6 +17,7 @@ from common.testing import TestSigner, assert_not_ready_until_keys_load, serve
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import inspect, text
 from sqlmodel import Session, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from tenants import crud
 from tenants.db import migrate
 from tenants.main import create_app
@@ -82,11 +82,12 @@ def test_configured_default_tenant_schema_is_protected(
     make_settings: SettingsFactory,
     signer: TestSigner,
     superuser_headers: dict[str, str],
+    internal_headers: dict[str, str],
 ) -> None:
     settings = make_settings(database_url=database_url("tenants"), default_tenant="main_practice")
     with (
         serve(create_app(settings, token_verifier=signer.verifier())) as url,
-        httpx.Client(base_url=url, headers=superuser_headers) as client,
+        httpx.Client(base_url=url, headers={**superuser_headers, **internal_headers}) as client,
     ):
         resolved = client.get("/internal/tenants/resolve/", params={"domain": "localhost"}).json()
         assert resolved["schema_name"] == "main_practice"
@@ -104,24 +105,31 @@ def test_concurrent_default_tenant_creation_leaves_one(
 ) -> None:
     settings = make_settings(database_url=database_url("tenants"))
     migrate(settings)
-    engine = create_db_engine(settings.database_url)
-    barrier = threading.Barrier(6)
-    ids: list[int | None] = []
 
-    def ensure() -> None:
-        with Session(engine) as session:
-            barrier.wait()
-            tenant = crud.ensure_default_tenant(
-                session=session, schema_name="public", name="Default practice", domain="localhost"
-            )
-            ids.append(tenant.id)
+    async def race() -> list[int | None]:
+        engine = create_async_db_engine(settings.database_url)
+        start = asyncio.Event()
 
-    threads = [threading.Thread(target=ensure) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    engine.dispose()
+        async def ensure() -> int | None:
+            async with AsyncSession(engine) as session:
+                await start.wait()
+                tenant = await crud.ensure_default_tenant(
+                    session=session,
+                    schema_name="public",
+                    name="Default practice",
+                    domain="localhost",
+                )
+                return tenant.id
+
+        racers = [asyncio.create_task(ensure()) for _ in range(6)]
+        await asyncio.sleep(0.05)
+        start.set()
+        try:
+            return await asyncio.gather(*racers)
+        finally:
+            await engine.dispose()
+
+    ids = asyncio.run(race())
     assert len(ids) == 6
     assert len(set(ids)) == 1
     assert len(tenants_in(settings.database_url)) == 1
@@ -189,7 +197,10 @@ def test_changes_are_counted_by_action(
 
 
 def test_postgresql_gone_gives_503_and_health_fails(
-    make_settings: SettingsFactory, signer: TestSigner, superuser_headers: dict[str, str]
+    make_settings: SettingsFactory,
+    signer: TestSigner,
+    superuser_headers: dict[str, str],
+    internal_headers: dict[str, str],
 ) -> None:
     # PostgreSQL only: a SQLite file cannot go away under a running process.
     require_postgres()
@@ -203,7 +214,11 @@ def test_postgresql_gone_gives_503_and_health_fails(
         health = httpx.get(f"{base}/health/")
         assert health.status_code == 503
         assert health.json()["checks"]["database"]["status"] == "fail"
-        resolve = httpx.get(f"{base}/internal/tenants/resolve/", params={"schema_name": "public"})
+        resolve = httpx.get(
+            f"{base}/internal/tenants/resolve/",
+            params={"schema_name": "public"},
+            headers=internal_headers,
+        )
         assert resolve.status_code == 503
         assert "Traceback" not in resolve.text
 

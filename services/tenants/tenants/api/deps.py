@@ -1,8 +1,8 @@
-"""What the tenant routes depend on: settings, the tenant named in the path, pagination."""
+"""What the tenant routes depend on: settings, the tenant named in the path."""
 
 from typing import Annotated
 
-from common.db import SyncSessionDep
+from common.db import SessionDep
 from common.errors import NotFound
 from fastapi import Depends, Path, Request
 
@@ -23,8 +23,8 @@ SettingsDep = Annotated[TenantsSettings, Depends(get_settings)]
 TenantId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-def get_tenant(tenant_id: TenantId, session: SyncSessionDep) -> Tenant:
-    tenant = crud.get_tenant(session=session, tenant_id=tenant_id)
+async def get_tenant(tenant_id: TenantId, session: SessionDep) -> Tenant:
+    tenant = await crud.get_tenant(session=session, tenant_id=tenant_id)
     if tenant is None:
         raise NotFound()
     return tenant

@@ -1,14 +1,14 @@
 """``/api/tenants/``: the tenant registry, for platform superusers only."""
 
-from common.db import SyncSessionDep
-from common.listing import ListFiltersDep
-from common.pagination import Page, PageDep
+from common.db import SessionDep
+from common.listing import ListQueryDep, PageResult
+from common.pagination import Page
 from common.tokens import require_superuser
 from fastapi import APIRouter, Depends, Response
 
 from tenants import crud
 from tenants.api.deps import SettingsDep, TenantDep
-from tenants.models import TenantCreate, TenantPublic, TenantReplace, TenantUpdate
+from tenants.models import Tenant, TenantCreate, TenantPublic, TenantReplace, TenantUpdate
 
 # Router-level: every route here, present and future, needs a superuser token.
 router = APIRouter(
@@ -16,52 +16,41 @@ router = APIRouter(
 )
 
 
-@router.get("/")
-def list_tenants(
-    session: SyncSessionDep, paging: PageDep, filters: ListFiltersDep
-) -> Page[TenantPublic]:
+@router.get("/", response_model=Page[TenantPublic])
+async def list_tenants(query: ListQueryDep, session: SessionDep) -> PageResult:
     """List live tenants (search on name, schema_name, domain_url)."""
-    count = crud.count_tenants(session=session, filters=filters)
-    number = paging.number(count)
-    tenants = crud.list_tenants(
-        session=session, filters=filters, offset=paging.offset(number), limit=paging.size
-    )
-    return paging.envelope(number, count, [TenantPublic.model_validate(t) for t in tenants])
+    return await crud.list_tenants(session=session, query=query)
 
 
-@router.post("/", status_code=201)
-def create_tenant(
-    data: TenantCreate, session: SyncSessionDep, settings: SettingsDep
-) -> TenantPublic:
+@router.post("/", status_code=201, response_model=TenantPublic)
+async def create_tenant(
+    tenant_in: TenantCreate, session: SessionDep, settings: SettingsDep
+) -> Tenant:
     """Register a tenant; its schema_name is fixed for ever."""
-    tenant = crud.create_tenant(session=session, data=data, default_schema=settings.default_tenant)
-    return TenantPublic.model_validate(tenant)
+    return await crud.create_tenant(
+        session=session, data=tenant_in, default_schema=settings.default_tenant
+    )
 
 
-@router.get("/{tenant_id}/")
-def get_tenant(tenant: TenantDep) -> TenantPublic:
+@router.get("/{tenant_id}/", response_model=TenantPublic)
+async def get_tenant(tenant: TenantDep) -> Tenant:
     """One tenant."""
-    return TenantPublic.model_validate(tenant)
+    return tenant
 
 
-@router.put("/{tenant_id}/")
-def update_tenant(tenant: TenantDep, data: TenantReplace, session: SyncSessionDep) -> TenantPublic:
+@router.put("/{tenant_id}/", response_model=TenantPublic)
+async def update_tenant(tenant: TenantDep, tenant_in: TenantReplace, session: SessionDep) -> Tenant:
     """Replace a tenant's writable fields (schema_name must stay the same)."""
-    tenant = crud.update_tenant(session=session, tenant=tenant, data=data)
-    return TenantPublic.model_validate(tenant)
+    return await crud.update_tenant(session=session, tenant=tenant, data=tenant_in)
 
 
-@router.patch("/{tenant_id}/")
-def partial_update_tenant(
-    tenant: TenantDep, data: TenantUpdate, session: SyncSessionDep
-) -> TenantPublic:
+@router.patch("/{tenant_id}/", response_model=TenantPublic)
+async def patch_tenant(tenant: TenantDep, changes: TenantUpdate, session: SessionDep) -> Tenant:
     """Change some of a tenant's fields (schema_name must stay the same)."""
-    tenant = crud.update_tenant(session=session, tenant=tenant, data=data)
-    return TenantPublic.model_validate(tenant)
+    return await crud.update_tenant(session=session, tenant=tenant, data=changes)
 
 
-@router.delete("/{tenant_id}/", status_code=204)
-def delete_tenant(tenant: TenantDep, session: SyncSessionDep, settings: SettingsDep) -> Response:
+@router.delete("/{tenant_id}/", status_code=204, response_class=Response)
+async def delete_tenant(tenant: TenantDep, session: SessionDep, settings: SettingsDep) -> None:
     """Hide a tenant; its data and its schema_name stay (the default tenant cannot go)."""
-    crud.delete_tenant(session=session, tenant=tenant, default_schema=settings.default_tenant)
-    return Response(status_code=204)
+    await crud.delete_tenant(session=session, tenant=tenant, default_schema=settings.default_tenant)
