@@ -215,13 +215,44 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 2) if denominator else None
 
 
+def pairs(runs: Sequence[Mapping[str, Any]], mix: str) -> list[dict[str, Any]]:
+    """The ratios of each repeat of ``mix``: DentiaPro's gateway run and the peer's next to it.
+
+    Each pair ran back to back, so it shows how the ratio moves with what others took of the
+    machine (``other_cpu_ms`` of each side): contention inflates the peer's five sync workers
+    more than DentiaPro, so the least disturbed pairs are the fairest.
+    """
+    ours = {r["repeat"]: r for r in runs if r["target"] == "gateway" and r["mix"] == mix}
+    theirs = {r["repeat"]: r for r in runs if r["target"] == PEER and r["mix"] == mix}
+    return [
+        {
+            "repeat": repeat,
+            "cpu_ratio": _ratio(
+                theirs[repeat]["cpu_ms_per_request"]["total"],
+                ours[repeat]["cpu_ms_per_request"]["total"],
+            ),
+            "p99_ratio": _ratio(
+                ours[repeat]["latency_ms"]["p99"], theirs[repeat]["latency_ms"]["p99"]
+            ),
+            "other_cpu_ms": {
+                "gateway": ours[repeat]["other_cpu_ms"],
+                PEER: theirs[repeat]["other_cpu_ms"],
+            },
+        }
+        for repeat in sorted(ours.keys() & theirs.keys())
+    ]
+
+
 def peer_comparison(
-    summary: Sequence[Mapping[str, Any]], disturbed_rows: Sequence[str] = ()
+    summary: Sequence[Mapping[str, Any]],
+    disturbed_rows: Sequence[str] = (),
+    runs: Sequence[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """Per mix run against both: the peer beside DentiaPro through the gateway.
 
     ``cpu_ratio`` is the peer's CPU per request over DentiaPro's (how many times cheaper
-    DentiaPro is); ``p99_ratio`` is DentiaPro's p99 over the peer's (at most 0.5 is the target).
+    DentiaPro is); ``p99_ratio`` is DentiaPro's p99 over the peer's (at most 0.5 is the target),
+    both from the medians of the repeats; ``pairs`` the same per repeat (from ``runs``).
     ``disturbed`` when either side's runs lost more than a fifth of the machine to others.
     """
     found = []
@@ -251,6 +282,7 @@ def peer_comparison(
                 "disturbed": any(
                     f"{target} {row['mix']}" in disturbed_rows for target in ("gateway", PEER)
                 ),
+                "pairs": pairs(runs, row["mix"]),
             }
         )
     return found
@@ -394,9 +426,19 @@ def comparison_table(comparison: Sequence[Mapping[str, Any]]) -> str:
         rss = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(row["dentiapro_rss_mb"].items()))
         peer_rss = sum(row["peer_rss_mb"].values())
         lines.append(f"{'':<8} RSS MiB: DentiaPro {rss}; peer (master + workers) {peer_rss:.0f}")
+        if row.get("pairs"):
+            each = "; ".join(
+                f"#{pair['repeat']} {pair['cpu_ratio']}x, p99 {pair['p99_ratio']} "
+                f"(others {pair['other_cpu_ms']['gateway'] / 1000:.1f}/"
+                f"{pair['other_cpu_ms'][PEER] / 1000:.1f} s)"
+                for pair in row["pairs"]
+            )
+            lines.append(f"{'':<8} pairs: {each}")
     lines.append(
         "CPU in ms per request (all processes, PostgreSQL included), p99 in ms; peer/DP: how many "
         "times less CPU DentiaPro spends (target read >= 4, write >= 3.5); DP/peer: DentiaPro's "
-        "p99 as a fraction of the peer's (target <= 0.5)"
+        "p99 as a fraction of the peer's (target <= 0.5); pairs: each repeat's ratios, with the "
+        "CPU seconds others took during DentiaPro's run and the peer's (the quietest pairs are "
+        "the fairest: contention inflates the peer more)"
     )
     return "\n".join(lines)

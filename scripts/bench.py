@@ -736,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bench.close()
     summary = report.summarise(bench.runs)
     disturbed = report.disturbed(summary, args.duration, os.cpu_count() or 1)
-    comparison = report.peer_comparison(summary, disturbed)
+    comparison = report.peer_comparison(summary, disturbed, bench.runs)
     results.update(
         finished_at=datetime.now(UTC).isoformat(),
         runs=bench.runs,

@@ -115,6 +115,26 @@ def test_the_peer_comparison_divides_the_peer_by_dentiapro(report: ModuleType) -
     assert (read["disturbed"], write["disturbed"]) == (False, True)
 
 
+def test_each_pair_of_repeats_has_its_ratios_and_its_disturbance(report: ModuleType) -> None:
+    ours = [
+        {**record(report, 10_000, clinic_s=0.5), "repeat": 1},  # 0.2 ms, p99 20 ms
+        {**record(report, 1000, clinic_s=0.5), "repeat": 2},  # 2.0 ms
+    ]
+    theirs = [
+        {**peer_run(report, 1000, gunicorn_s=1.5, p99_us=50_000), "repeat": 1},  # 2.0 ms
+        {**peer_run(report, 1000, gunicorn_s=1.5), "repeat": 2},  # 2.0 ms, p99 20 ms
+    ]
+    runs = [ours[0], theirs[0], ours[1], theirs[1]]
+    (read,) = report.peer_comparison(report.summarise(runs), (), runs)
+    first, second = read["pairs"]
+    assert (first["repeat"], first["cpu_ratio"], first["p99_ratio"]) == (1, 10.0, 0.4)
+    assert (second["repeat"], second["cpu_ratio"], second["p99_ratio"]) == (2, 1.0, 1.0)
+    # Each run: 10 s of machine time, 2 s of the system, 1 s of wrk: 7 s went to others.
+    assert first["other_cpu_ms"] == {"gateway": 7000.0, "peer": 7000.0}
+    printed = report.comparison_table([read])
+    assert "pairs: #1 10.0x, p99 0.4 (others 7.0/7.0 s); #2 1.0x, p99 1.0" in printed
+
+
 def test_targets_are_the_ratios_to_the_peer(report: ModuleType) -> None:
     summary = side_by_side(report)
     checks = {c["name"]: c for c in report.targets(summary, None, report.peer_comparison(summary))}
