@@ -8,9 +8,12 @@ and the peer's folder present (its first set-up installs a venv from PyPI).
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -293,3 +296,93 @@ def test_bench_measures_the_peer_beside_dentiapro(
     finally:
         engine.dispose()
     assert left == 0
+
+
+needs_peer = pytest.mark.skipif(
+    not (PEER_DIR / "run.sh").is_file(), reason=f"the DRF peer is not at {PEER_DIR}"
+)
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@needs_peer
+def test_a_peer_setup_that_fails_says_why(peer: ModuleType, tmp_path: Path) -> None:
+    # Nothing listens on that port: setup.sh stops at its first check, before any install.
+    drf = peer.Peer(
+        directory=PEER_DIR,
+        database="never",
+        host="127.0.0.1",
+        port=_unused_port(),
+        log_dir=tmp_path,
+    )
+    with pytest.raises(peer.PeerError, match=r"setup\.sh exited 1") as failure:
+        drf.setup()
+    assert "not accepting connections" in str(failure.value)
+
+
+@needs_peer
+def test_a_peer_that_cannot_start_says_why_and_leaves_nothing(
+    peer: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PEER_VENV", str(tmp_path / "empty-venv"))  # run.sh finds no gunicorn
+    drf = peer.Peer(
+        directory=PEER_DIR, database="never", host="127.0.0.1", port=5432, log_dir=tmp_path
+    )
+    with pytest.raises(peer.PeerError, match=r"run\.sh exited"), drf.running(_unused_port()):
+        pytest.fail("the peer cannot be running")
+    assert drf.process is None
+
+
+@pytest.mark.skipif(
+    os.environ.get("BENCH_PEER_SMOKE") != "1" or not (PEER_DIR / "run.sh").is_file(),
+    reason="the peer's smoke tests run with BENCH_PEER_SMOKE=1 and ../shared/peers/drf present",
+)
+def test_a_bench_stopped_by_sigterm_leaves_no_peer_behind(
+    bench_script: Path, tmp_path: Path
+) -> None:
+    require_postgres()
+    command = [
+        sys.executable, str(bench_script), "--duration", "30", "--repeat", "1", "--warmup", "0",
+        "--patients", "20", "--consultations", "20", "--mixes", "read", "--targets", "gateway",
+        "--output", str(tmp_path / "never.json"), "--peer-dir", str(PEER_DIR),
+        "--postgres-url", postgres_server_url(),
+    ]  # fmt: skip
+    bench = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        assert bench.stdout is not None
+        for line in bench.stdout:  # until the peer is up (and being seeded)
+            seen.append(line)
+            if "peer: seeding" in line:
+                break
+        database = next(
+            line.split("(database ")[1].split(")")[0] for line in seen if "(database " in line
+        )
+        time.sleep(5)  # the tiny seeding is done: the 30 s runs are under way
+        bench.send_signal(signal.SIGTERM)
+        rest, _ = bench.communicate(timeout=120)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+    assert bench.returncode == 128 + signal.SIGTERM, "".join(seen) + rest
+    marker = f"PEER_DB_NAME={database}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                assert marker not in (entry / "environ").read_bytes().split(b"\0"), entry.name
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+    engine = create_engine(postgres_server_url())
+    try:
+        with engine.connect() as connection:
+            left = connection.execute(
+                text("SELECT count(*) FROM pg_database WHERE datname = :name"), {"name": database}
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert left == 0
+    assert not (tmp_path / "never.json").exists()
