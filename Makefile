@@ -45,6 +45,6 @@ fmt: install ## format and fix what ruff can
 migrate: install ## apply migrations to every service database (and every clinic tenant)
 	$(UV) run --frozen python scripts/migrate.py
 
-bench: install ## benchmark the whole system on PostgreSQL (see docs/performance.md)
+bench: install ## benchmark the whole system on PostgreSQL beside the DRF peer (docs/performance.md)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(UV) run --frozen python scripts/bench.py $(BENCH_ARGS)

@@ -64,10 +64,20 @@ def parent_of(pid: int) -> int:
     return int(_stat(pid)[1])
 
 
+def tree_cpu(parent: int) -> float:
+    """CPU seconds of ``parent`` and its children, the exited ones included once it reaped them.
+
+    A forking server's workers (PostgreSQL's backends, gunicorn's workers) are its children:
+    their CPU is theirs while they live and lands in the parent's ``cutime + cstime`` when it
+    reaps them, so this sum misses no worker that came and went.
+    """
+    total = process_cpu(parent, reaped_children=True)
+    return total + sum(process_cpu(child) for child in children(parent))
+
+
 def postgres_cpu(postmaster: int) -> float:
     """CPU seconds of the whole PostgreSQL server, exited backends included (module docstring)."""
-    total = process_cpu(postmaster, reaped_children=True)
-    return total + sum(process_cpu(child) for child in children(postmaster))
+    return tree_cpu(postmaster)
 
 
 def machine_busy() -> float:
@@ -87,6 +97,11 @@ def rss_mb(pid: int) -> float:
     except FileNotFoundError:
         pass
     return 0.0
+
+
+def tree_rss_mb(parent: int) -> float:
+    """Resident memory of ``parent`` and its live children in MiB (pages they share count twice)."""
+    return rss_mb(parent) + sum(rss_mb(child) for child in children(parent))
 
 
 def cpu_sample(pids: Mapping[str, int]) -> dict[str, float]:

@@ -26,6 +26,11 @@ MIXES: dict[str, dict[str, int]] = {
 }
 SCALING_OPERATIONS = ("get_patient", "list_patients", "search_patients")
 MAX_LIST_PAGES = 20
+# DentiaPro's default page (DESIGN section 5), what a list request without ?page_size= returns.
+DEFAULT_PAGE_SIZE = 50
+# The DRF peer's PAGE_SIZE (its settings' PEER_PAGE_SIZE default); it ignores ?page_size=. The
+# main runs ask DentiaPro for the same page, so both serialise 20 rows per list.
+COMPARISON_PAGE_SIZE = 20
 
 
 def lua(value: Any) -> str:
@@ -57,13 +62,19 @@ def tenant_entry(tenant: seed.TenantData) -> dict[str, Any]:
     }
 
 
-def write_config(path: Path, tenants: Sequence[seed.TenantData], patients: int) -> Path:
-    pages = max(1, min(MAX_LIST_PAGES, math.ceil(patients / 50)))
-    config = {
+def write_config(
+    path: Path, tenants: Sequence[seed.TenantData], patients: int, page_size: int | None = None
+) -> Path:
+    """The Lua config; with ``page_size``, list and search requests carry ``&page_size=``."""
+    per_page = page_size or DEFAULT_PAGE_SIZE
+    pages = max(1, min(MAX_LIST_PAGES, math.ceil(patients / per_page)))
+    config: dict[str, Any] = {
         "tenants": [tenant_entry(t) for t in tenants],
         "searches": list(seed.SEARCHES),
         "pages": pages,
         "mixes": MIXES,
     }
+    if page_size is not None:
+        config["page_size"] = page_size
     path.write_text("return " + lua(config) + "\n")
     return path

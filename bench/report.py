@@ -1,4 +1,6 @@
-"""Turn the benchmark's raw runs into a summary, the targets of issue 6, and a printed table."""
+"""Turn the benchmark's raw runs into a summary, the comparison with the DRF peer, the targets
+(issue 13's ratios to the peer, and issue 6's that do not depend on the machine's speed), and
+printed tables."""
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -7,10 +9,15 @@ from typing import Any
 GATEWAY_PROCESSES = ("traefik", "edge")
 SYSTEM_PROCESSES = ("traefik", "edge", "auth", "clinic", "tenants", "postgres")
 
-# Issue 6 targets on a 2-core machine.
-READ_CPU_MS = 1.0
-WRITE_CPU_MS = 1.5
-P99_MS = 25.0
+# Issue 13: ratios to the DRF peer measured in the same run (the machines drift: the same code
+# measured twice as slow from one day to the next, so absolute milliseconds mean nothing).
+# Peer CPU per request / DentiaPro's through the gateway: at least this many times cheaper.
+CPU_RATIO = {"read": 4.0, "write": 3.5}
+# DentiaPro's p99 / the peer's, at 32 connections: at most half.
+P99_RATIO = 0.5
+P99_RATIO_MIXES = ("read", "write")
+PEER = "peer"  # the target name of the peer's runs
+# Issue 6's targets that are not absolute times.
 GATEWAY_SHARE = 0.25
 RSS_MB = 150.0
 SCALING_FACTOR = 1.5
@@ -204,25 +211,126 @@ def compare(
     return found
 
 
-def _target(name: str, value: float | None, limit: float, *, below: bool = True) -> dict[str, Any]:
-    ok = value is not None and (value <= limit if below else value >= limit)
-    return {"name": name, "value": value, "limit": limit, "ok": ok}
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 2) if denominator else None
+
+
+def pairs(runs: Sequence[Mapping[str, Any]], mix: str) -> list[dict[str, Any]]:
+    """The ratios of each repeat of ``mix``: DentiaPro's gateway run and the peer's next to it.
+
+    Each pair ran back to back, so it shows how the ratio moves with what others took of the
+    machine (``other_cpu_ms`` of each side): contention inflates the peer's five sync workers
+    more than DentiaPro, so the least disturbed pairs are the fairest.
+    """
+    ours = {r["repeat"]: r for r in runs if r["target"] == "gateway" and r["mix"] == mix}
+    theirs = {r["repeat"]: r for r in runs if r["target"] == PEER and r["mix"] == mix}
+    return [
+        {
+            "repeat": repeat,
+            "cpu_ratio": _ratio(
+                theirs[repeat]["cpu_ms_per_request"]["total"],
+                ours[repeat]["cpu_ms_per_request"]["total"],
+            ),
+            "p99_ratio": _ratio(
+                ours[repeat]["latency_ms"]["p99"], theirs[repeat]["latency_ms"]["p99"]
+            ),
+            "other_cpu_ms": {
+                "gateway": ours[repeat]["other_cpu_ms"],
+                PEER: theirs[repeat]["other_cpu_ms"],
+            },
+        }
+        for repeat in sorted(ours.keys() & theirs.keys())
+    ]
+
+
+def peer_comparison(
+    summary: Sequence[Mapping[str, Any]],
+    disturbed_rows: Sequence[str] = (),
+    runs: Sequence[Mapping[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """Per mix run against both: the peer beside DentiaPro through the gateway.
+
+    ``cpu_ratio`` is the peer's CPU per request over DentiaPro's (how many times cheaper
+    DentiaPro is); ``p99_ratio`` is DentiaPro's p99 over the peer's (at most 0.5 is the target),
+    both from the medians of the repeats; ``pairs`` the same per repeat (from ``runs``).
+    ``disturbed`` when either side's runs lost more than a fifth of the machine to others.
+    """
+    found = []
+    for row in summary:
+        if row["target"] != "gateway":
+            continue
+        peer = find(summary, PEER, row["mix"])
+        if peer is None:
+            continue
+        ours, theirs = row["cpu_ms_per_request"]["total"], peer["cpu_ms_per_request"]["total"]
+        our_p99, their_p99 = row["latency_ms"]["p99"], peer["latency_ms"]["p99"]
+        found.append(
+            {
+                "mix": row["mix"],
+                "peer_cpu_ms_per_request": theirs,
+                "dentiapro_cpu_ms_per_request": ours,
+                "cpu_ratio": _ratio(theirs, ours),
+                "peer_p99_ms": their_p99,
+                "dentiapro_p99_ms": our_p99,
+                "p99_ratio": _ratio(our_p99, their_p99),
+                "peer_rps": peer["rps"],
+                "dentiapro_rps": row["rps"],
+                "peer_errors": peer["errors"],
+                "dentiapro_errors": row["errors"],
+                "dentiapro_rss_mb": dict(row["rss_mb"]),
+                "peer_rss_mb": dict(peer["rss_mb"]),
+                "disturbed": any(
+                    f"{target} {row['mix']}" in disturbed_rows for target in ("gateway", PEER)
+                ),
+                "pairs": pairs(runs, row["mix"]),
+            }
+        )
+    return found
+
+
+def _target(
+    name: str, value: float | None, limit: float, *, below: bool = True, measured: bool = True
+) -> dict[str, Any]:
+    """One target; ``ok`` is None when it could not be measured (no peer in the run)."""
+    ok = (value is not None and (value <= limit if below else value >= limit)) if measured else None
+    return {"name": name, "value": value, "limit": limit, "at_least": not below, "ok": ok}
 
 
 def targets(
-    summary: Sequence[Mapping[str, Any]], scaling: Mapping[str, Any] | None
+    summary: Sequence[Mapping[str, Any]],
+    scaling: Mapping[str, Any] | None,
+    comparison: Sequence[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
-    """Issue 6's targets, each with the measured value and whether it is met."""
+    """The targets, each with the measured value and whether it is met.
+
+    Issue 13's ratios for every mix measured through the gateway (``ok`` None without the peer),
+    then issue 6's that do not depend on the machine's speed: the gateway's share, each
+    DentiaPro service's memory, the scaling ratios.
+    """
     checks = []
-    for mix, limit in (("read", READ_CPU_MS), ("write", WRITE_CPU_MS)):
-        row = find(summary, "gateway", mix)
-        if row is not None:
-            value = row["cpu_ms_per_request"]["total"]
-            checks.append(_target(f"{mix} mix CPU ms/request (gateway)", value, limit))
-    for row in summary:
-        if row["target"] in ("gateway", "clinic"):
+    by_mix = {row["mix"]: row for row in comparison}
+    for mix, limit in CPU_RATIO.items():
+        if find(summary, "gateway", mix) is not None:
+            value = by_mix[mix]["cpu_ratio"] if mix in by_mix else None
             checks.append(
-                _target(f"{row['target']} {row['mix']} p99 ms", row["latency_ms"]["p99"], P99_MS)
+                _target(
+                    f"{mix} mix: peer CPU/request over DentiaPro's (gateway)",
+                    value,
+                    limit,
+                    below=False,
+                    measured=mix in by_mix,
+                )
+            )
+    for mix in P99_RATIO_MIXES:
+        if find(summary, "gateway", mix) is not None:
+            value = by_mix[mix]["p99_ratio"] if mix in by_mix else None
+            checks.append(
+                _target(
+                    f"{mix} mix: DentiaPro p99 over the peer's (gateway)",
+                    value,
+                    P99_RATIO,
+                    measured=mix in by_mix,
+                )
             )
     for row in summary:
         if row["target"] == "gateway" and row["gateway_share"] is not None:
@@ -231,32 +339,34 @@ def targets(
             )
     rss: dict[str, float] = {}
     for row in [*summary, *(scaling or {}).get("summary", [])]:
+        if row["target"] in ("hello", PEER):
+            continue  # DentiaPro's services only
         for name, value in row["rss_mb"].items():
-            if name != "hello":
-                rss[name] = max(rss.get(name, 0.0), value)
+            rss[name] = max(rss.get(name, 0.0), value)
     checks.extend(_target(f"{name} RSS MiB", value, RSS_MB) for name, value in sorted(rss.items()))
-    for comparison in (scaling or {}).get("comparisons", []):
-        if comparison["limit"] is None:
+    for scaled in (scaling or {}).get("comparisons", []):
+        if scaled["limit"] is None:
             continue
         checks.append(
-            _target(
-                f"{comparison['name']}: {comparison['metric']} ratio",
-                comparison["ratio"],
-                comparison["limit"],
-            )
+            _target(f"{scaled['name']}: {scaled['metric']} ratio", scaled["ratio"], scaled["limit"])
         )
     return checks
 
 
 def table(summary: Sequence[Mapping[str, Any]]) -> str:
     """The summary as a fixed-width text table (rows of the scaling run carry their case)."""
-    processes = ("traefik", "edge", "clinic", "auth", "tenants", "postgres")
+    present = {name for row in summary for name in row["cpu_ms_per_request"]}
+    processes = [
+        name
+        for name in ("traefik", "edge", "clinic", "auth", "tenants", "gunicorn", "postgres")
+        if name in present or name in SYSTEM_PROCESSES
+    ]
     labels = [" ".join(filter(None, (row.get("case"), row["mix"]))) for row in summary]
     width = max([16, *(len(label) for label in labels)])
     header = (
         f"{'target':<8} {'mix':<{width}} {'req/s':>8} {'p50':>7} {'p90':>7} {'p99':>7} "
         f"{'err':>5} {'CPU/req':>8} "
-        + " ".join(f"{name[:7]:>7}" for name in processes)
+        + " ".join(f"{name:>8}" for name in processes)
         + f" {'gw %':>5} {'RSS max':>8}"
     )
     lines = [header, "-" * len(header)]
@@ -268,7 +378,7 @@ def table(summary: Sequence[Mapping[str, Any]]) -> str:
             f"{row['target']:<8} {label:<{width}} {row['rps']:>8.0f} "
             f"{row['latency_ms']['p50']:>7.2f} {row['latency_ms']['p90']:>7.2f} "
             f"{row['latency_ms']['p99']:>7.2f} {row['errors']:>5d} {per['total']:>8.3f} "
-            + " ".join(f"{per[name]:>7.3f}" if name in per else f"{'-':>7}" for name in processes)
+            + " ".join(f"{per[name]:>8.3f}" if name in per else f"{'-':>8}" for name in processes)
             + f" {'-' if share is None else f'{share * 100:.0f}':>5} {rss:>8.1f}"
         )
     lines.append("latency in ms (median of repeats); CPU in ms per request, summed over processes")
@@ -288,6 +398,47 @@ def disturbed(summary: Sequence[Mapping[str, Any]], seconds: float, cores: int) 
 def targets_table(checks: Sequence[Mapping[str, Any]]) -> str:
     lines = []
     for check in checks:
-        mark = "ok  " if check["ok"] else "MISS"
-        lines.append(f"{mark} {check['name']}: {check['value']} (limit {check['limit']})")
+        mark = {True: "ok  ", False: "MISS", None: "n/a "}[check["ok"]]
+        bound = ">=" if check.get("at_least") else "<="
+        value = "not measured" if check["ok"] is None else check["value"]
+        lines.append(f"{mark} {check['name']}: {value} (target {bound} {check['limit']})")
+    return "\n".join(lines)
+
+
+def comparison_table(comparison: Sequence[Mapping[str, Any]]) -> str:
+    """DentiaPro through the gateway beside the DRF peer, one line per mix."""
+    header = (
+        f"{'mix':<8} {'peer CPU/req':>12} {'DP CPU/req':>10} {'peer/DP':>8} "
+        f"{'peer p99':>9} {'DP p99':>8} {'DP/peer':>8} {'peer err':>8} {'DP err':>6}  disturbed"
+    )
+    lines = [header, "-" * len(header)]
+    for row in comparison:
+        cpu_ratio, p99_ratio = row["cpu_ratio"], row["p99_ratio"]
+        lines.append(
+            f"{row['mix']:<8} {row['peer_cpu_ms_per_request']:>12.3f} "
+            f"{row['dentiapro_cpu_ms_per_request']:>10.3f} "
+            f"{'-' if cpu_ratio is None else f'{cpu_ratio:.2f}x':>8} "
+            f"{row['peer_p99_ms']:>9.1f} {row['dentiapro_p99_ms']:>8.1f} "
+            f"{'-' if p99_ratio is None else f'{p99_ratio:.2f}':>8} "
+            f"{row['peer_errors']:>8d} {row['dentiapro_errors']:>6d}  "
+            f"{'YES' if row['disturbed'] else 'no'}"
+        )
+        rss = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(row["dentiapro_rss_mb"].items()))
+        peer_rss = sum(row["peer_rss_mb"].values())
+        lines.append(f"{'':<8} RSS MiB: DentiaPro {rss}; peer (master + workers) {peer_rss:.0f}")
+        if row.get("pairs"):
+            each = "; ".join(
+                f"#{pair['repeat']} {pair['cpu_ratio']}x, p99 {pair['p99_ratio']} "
+                f"(others {pair['other_cpu_ms']['gateway'] / 1000:.1f}/"
+                f"{pair['other_cpu_ms'][PEER] / 1000:.1f} s)"
+                for pair in row["pairs"]
+            )
+            lines.append(f"{'':<8} pairs: {each}")
+    lines.append(
+        "CPU in ms per request (all processes, PostgreSQL included), p99 in ms; peer/DP: how many "
+        "times less CPU DentiaPro spends (target read >= 4, write >= 3.5); DP/peer: DentiaPro's "
+        "p99 as a fraction of the peer's (target <= 0.5); pairs: each repeat's ratios, with the "
+        "CPU seconds others took during DentiaPro's run and the peer's (the quietest pairs are "
+        "the fairest: contention inflates the peer more)"
+    )
     return "\n".join(lines)

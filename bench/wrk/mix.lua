@@ -7,6 +7,7 @@
 --              (ids as inclusive {first, last} ranges: 100,000 ids stay a few bytes)
 --   searches = {"dubo", "mart"}       terms for ?search=
 --   pages    = 20                     list pages are drawn from 1..pages
+--   page_size = 20                    optional: lists and searches ask for &page_size=20
 --   mixes    = { read = {get_patient = 25, ...}, ... }   weights of each operation per mix
 -- Each request picks a tenant at random (its token and its ids), then an operation by weight.
 -- done() prints one line "BENCH_RESULT {json}": requests, latency percentiles (microseconds),
@@ -67,6 +68,13 @@ local function headers_for(tenant, with_body)
   return headers
 end
 
+-- Appended to list and search requests: the same page size against DentiaPro and the DRF peer
+-- (which ignores the parameter and always serves its PAGE_SIZE).
+local page_suffix = ""
+if config.page_size ~= nil then
+  page_suffix = "&page_size=" .. config.page_size
+end
+
 local counter = 0
 
 local function patient_body()
@@ -96,10 +104,12 @@ local builders = {
     return wrk.format("GET", "/api/consultations/" .. pick_id(t.consultations) .. "/", headers_for(t))
   end,
   list_patients = function(t)
-    return wrk.format("GET", "/api/patients/?page=" .. math.random(config.pages), headers_for(t))
+    local path = "/api/patients/?page=" .. math.random(config.pages) .. page_suffix
+    return wrk.format("GET", path, headers_for(t))
   end,
   search_patients = function(t)
-    return wrk.format("GET", "/api/patients/?search=" .. pick(config.searches), headers_for(t))
+    local path = "/api/patients/?search=" .. pick(config.searches) .. page_suffix
+    return wrk.format("GET", path, headers_for(t))
   end,
   create_patient = function(t)
     return wrk.format("POST", "/api/patients/", headers_for(t, true), patient_body())

@@ -19,7 +19,12 @@ def _load(name: str) -> ModuleType:
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    # Some modules import their siblings (``import seed``), as scripts/bench.py runs them.
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 
@@ -39,6 +44,18 @@ def seed() -> ModuleType:
 def report() -> ModuleType:
     """bench/report.py: run records, summaries, targets."""
     return _load("report")
+
+
+@pytest.fixture(scope="session")
+def mixes() -> ModuleType:
+    """bench/mixes.py: the mixes and the Lua config wrk reads."""
+    return _load("mixes")
+
+
+@pytest.fixture(scope="session")
+def peer() -> ModuleType:
+    """bench/peer.py: the DRF peer's set-up, start and stop."""
+    return _load("peer")
 
 
 @pytest.fixture

@@ -75,15 +75,118 @@ def test_summary_takes_the_median_of_repeats_and_sums_errors(report: ModuleType)
     assert row["rss_mb"] == {"clinic": 100.0, "edge": 80.0}
 
 
-def test_targets_say_which_are_missed(report: ModuleType) -> None:
-    fast = record(report, 10_000, clinic_s=2.0)  # 0.55 ms CPU per request, p99 20 ms
-    slow = {**record(report, 1000, clinic_s=2.5, p99_us=90_000), "mix": "write"}
-    checks = {c["name"]: c for c in report.targets(report.summarise([fast, slow]), None)}
-    assert checks["read mix CPU ms/request (gateway)"]["ok"] is True
-    assert checks["write mix CPU ms/request (gateway)"]["ok"] is False
-    assert checks["gateway read p99 ms"]["ok"] is True
-    assert checks["gateway write p99 ms"]["ok"] is False
+def peer_run(report: ModuleType, requests: int, gunicorn_s: float, **kwargs: Any) -> dict[str, Any]:
+    """A run of the DRF peer: gunicorn and its PostgreSQL backends."""
+    return report.run_record(
+        target="peer",
+        mix=kwargs.pop("mix", "read"),
+        repeat=1,
+        wrk=wrk_result(requests, **kwargs),
+        wrk_cpu_s=1.0,
+        cpu_before={"gunicorn": 10.0, "postgres": 4.0, "machine": 100.0},
+        cpu_after={"gunicorn": 10.0 + gunicorn_s, "postgres": 4.5, "machine": 110.0},
+        rss_mb={"gunicorn": 400.0},
+    )
+
+
+def side_by_side(report: ModuleType) -> list[dict[str, Any]]:
+    """DentiaPro (gateway) and the peer on both mixes; CPU per request and p99 as commented."""
+    return report.summarise(
+        [
+            record(report, 10_000, clinic_s=0.5),  # 2.0 s / 10,000 = 0.2 ms, p99 20 ms
+            peer_run(report, 1000, gunicorn_s=1.5, p99_us=50_000),  # 2.0 ms, p99 50 ms
+            {**record(report, 1000, clinic_s=0.5), "mix": "write"},  # 2.0 ms, p99 20 ms
+            peer_run(report, 1000, gunicorn_s=6.5, p99_us=30_000, mix="write"),  # 7.0 ms, 30 ms
+        ]
+    )
+
+
+def test_the_peer_comparison_divides_the_peer_by_dentiapro(report: ModuleType) -> None:
+    rows = {row["mix"]: row for row in report.peer_comparison(side_by_side(report), ["peer write"])}
+    read, write = rows["read"], rows["write"]
+    assert read["peer_cpu_ms_per_request"] == 2.0
+    assert read["dentiapro_cpu_ms_per_request"] == 0.2
+    assert read["cpu_ratio"] == 10.0  # the peer spends ten times DentiaPro's CPU per request
+    assert (read["dentiapro_p99_ms"], read["peer_p99_ms"], read["p99_ratio"]) == (20, 50, 0.4)
+    assert write["cpu_ratio"] == 3.5
+    assert write["p99_ratio"] == 0.67  # 20 ms / 30 ms
+    assert read["dentiapro_rss_mb"] == {"clinic": 100.0, "edge": 80.0}
+    assert read["peer_rss_mb"] == {"gunicorn": 400.0}
+    assert (read["disturbed"], write["disturbed"]) == (False, True)
+
+
+def test_each_pair_of_repeats_has_its_ratios_and_its_disturbance(report: ModuleType) -> None:
+    ours = [
+        {**record(report, 10_000, clinic_s=0.5), "repeat": 1},  # 0.2 ms, p99 20 ms
+        {**record(report, 1000, clinic_s=0.5), "repeat": 2},  # 2.0 ms
+    ]
+    theirs = [
+        {**peer_run(report, 1000, gunicorn_s=1.5, p99_us=50_000), "repeat": 1},  # 2.0 ms
+        {**peer_run(report, 1000, gunicorn_s=1.5), "repeat": 2},  # 2.0 ms, p99 20 ms
+    ]
+    runs = [ours[0], theirs[0], ours[1], theirs[1]]
+    (read,) = report.peer_comparison(report.summarise(runs), (), runs)
+    first, second = read["pairs"]
+    assert (first["repeat"], first["cpu_ratio"], first["p99_ratio"]) == (1, 10.0, 0.4)
+    assert (second["repeat"], second["cpu_ratio"], second["p99_ratio"]) == (2, 1.0, 1.0)
+    # Each run: 10 s of machine time, 2 s of the system, 1 s of wrk: 7 s went to others.
+    assert first["other_cpu_ms"] == {"gateway": 7000.0, "peer": 7000.0}
+    printed = report.comparison_table([read])
+    assert "pairs: #1 10.0x, p99 0.4 (others 7.0/7.0 s); #2 1.0x, p99 1.0" in printed
+
+
+def test_targets_are_the_ratios_to_the_peer(report: ModuleType) -> None:
+    summary = side_by_side(report)
+    checks = {c["name"]: c for c in report.targets(summary, None, report.peer_comparison(summary))}
+    cpu = "mix: peer CPU/request over DentiaPro's (gateway)"
+    p99 = "mix: DentiaPro p99 over the peer's (gateway)"
+    assert checks[f"read {cpu}"] | {"name": ""} == {
+        "name": "",
+        "value": 10.0,
+        "limit": 4.0,
+        "at_least": True,
+        "ok": True,
+    }
+    assert checks[f"write {cpu}"]["ok"] is True  # 3.5 is enough: "at least 3.5x"
+    assert checks[f"read {p99}"]["ok"] is True  # 0.4 of the peer's p99
+    assert checks[f"write {p99}"]["ok"] is False  # 0.67: more than half
     assert checks["clinic RSS MiB"]["ok"] is True
+    # The peer's memory is not DentiaPro's target; no absolute millisecond target is left.
+    assert not any("gunicorn" in name or " ms" in name for name in checks)
+    printed = report.targets_table(list(checks.values()))
+    assert f"ok   read {cpu}: 10.0 (target >= 4.0)" in printed
+    assert f"MISS write {p99}: 0.67 (target <= 0.5)" in printed
+
+
+def test_a_missed_cpu_ratio_is_a_miss(report: ModuleType) -> None:
+    slow = report.summarise(
+        [record(report, 1000, clinic_s=0.5), peer_run(report, 1000, gunicorn_s=5.5)]
+    )  # 2.0 ms against the peer's 6.0 ms: 3x, not 4x
+    (read,) = report.peer_comparison(slow)
+    checks = {c["name"]: c for c in report.targets(slow, None, [read])}
+    assert checks["read mix: peer CPU/request over DentiaPro's (gateway)"]["ok"] is False
+
+
+def test_without_the_peer_the_ratio_targets_are_not_measured(report: ModuleType) -> None:
+    summary = report.summarise([record(report, 1000, clinic_s=0.5)])
+    assert report.peer_comparison(summary) == []
+    checks = {c["name"]: c for c in report.targets(summary, None, [])}
+    ratio = checks["read mix: peer CPU/request over DentiaPro's (gateway)"]
+    assert (ratio["value"], ratio["ok"]) == (None, None)
+    assert checks["read mix: DentiaPro p99 over the peer's (gateway)"]["ok"] is None
+    assert "n/a  read mix: peer CPU/request" in report.targets_table([ratio])
+
+
+def test_the_tables_show_the_peer_beside_dentiapro(report: ModuleType) -> None:
+    summary = side_by_side(report)
+    assert "gunicorn" in report.table(summary).splitlines()[0]
+    printed = report.comparison_table(report.peer_comparison(summary, ["peer write"]))
+    read = next(line for line in printed.splitlines() if line.startswith("read "))
+    # mix, peer CPU, DentiaPro CPU, ratio, peer p99, DentiaPro p99, ratio, errors (one socket
+    # error a run on each side), disturbed
+    expected = "read 2.000 0.200 10.00x 50.0 20.0 0.40 1 1 no"
+    assert read.split() == expected.split()
+    assert "peer (master + workers) 400" in printed
 
 
 def test_scaling_comparisons_carry_a_limit_only_where_a_target_exists(
