@@ -208,12 +208,20 @@ def create_db_engine(
 
 
 def create_async_db_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int = 10, application_name: str = "dentiapro"
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    application_name: str = "dentiapro",
+    autocommit: bool = False,
 ) -> AsyncEngine:
     """The request path's engine for ``url`` (a configured, synchronous-driver URL): asyncpg or
     aiosqlite, set up as ``create_db_engine`` sets up its backend.
 
     No ``pool_pre_ping``: a checkout costs no round trip (``_check_alive_async``).
+    ``autocommit`` (PostgreSQL): every statement is its own transaction, so a request made of
+    single atomic statements pays no BEGIN/COMMIT round trips; a connection that needs a
+    transaction asks for one (``execution_options(isolation_level="READ COMMITTED")``).
     """
     target = async_url(url)
     if target.get_backend_name() == "sqlite":
@@ -244,6 +252,7 @@ def create_async_db_engine(
         pool_timeout=5,
         pool_recycle=1800,
         connect_args=connect_args,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     event.listen(engine.sync_engine, "checkout", _check_alive_async)
     return engine

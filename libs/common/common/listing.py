@@ -9,17 +9,31 @@ DESIGN.md section 5, as DRF does it: ``?page=`` (from 1, or ``last``) and ``?pag
 A resource declares how it is listed once (``Listing``); a route takes ``ListQueryDep`` and
 returns ``await fetch_page(db, listing, query)``, whose envelope the route's
 ``response_model`` (``Page[XPublic]``) validates and serialises once. The count and the page
-are one statement (the count as a scalar subquery): one round trip per list.
+are one statement (the count as a scalar subquery): one round trip per list. Statements are
+built once per shape of query (how many search terms, which ordering, which filters) with every
+value a bind parameter.
 """
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
-from sqlalchemy import ColumnElement, FromClause, Row, Select, func, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    FromClause,
+    Integer,
+    Row,
+    Select,
+    String,
+    bindparam,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, Mapped
 
@@ -158,21 +172,109 @@ async def list_query(
 
 ListQueryDep = Annotated[ListQuery, Depends(list_query)]
 
-SearchConditions = Callable[[Sequence[str]], list[ColumnElement[bool]]]
-
 
 @dataclass(frozen=True, slots=True)
+class SearchField:
+    """A field ``?search=`` looks in, compared case-insensitively with ``LIKE %term%``.
+
+    ``expression`` is the field as the database lower-cases it (``func.lower(column)``, or a
+    column already stored lower-cased); the pattern is lower-cased by the database too, so both
+    sides fold alike. ``prepare`` turns a term into the form the field stores text in (auth's
+    usernames are NFKC case-folded, for instance).
+    """
+
+    expression: ColumnElement[str] | InstrumentedAttribute[str]
+    prepare: Callable[[str], str] = str
+
+
+# A route's own filter (``?patient=``), given the bind parameter that will carry its value.
+Filter = Callable[[BindParameter[Any]], ColumnElement[bool]]
+
+# (shape of the list query) -> (count statement, page statement); see Listing.statements.
+Shape = tuple[int, tuple[tuple[str, bool], ...], bool, tuple[str, ...], bool]
+MAX_CACHED_SHAPES = 256
+
+
+@dataclass(frozen=True)
 class Listing:
-    """How one resource is listed: the table it counts, the columns a page selects, the names
-    ``?ordering=`` accepts (with ``tie_breaker`` among them), how search terms match, and the
-    column ``?updated_after=`` compares."""
+    """How one resource is listed, declared once: the table it counts, the columns a page
+    selects, the names ``?ordering=`` accepts (``tie_breaker`` among them), the fields
+    ``?search=`` looks in, the column ``?updated_after=`` compares, the route's own named
+    filters, and conditions every list of it applies (``where``)."""
 
     table: FromClause
     columns: Sequence[Sortable]
     ordering: Mapping[str, Sortable]
-    search: SearchConditions
+    search: Sequence[SearchField]
     updated_at: Sortable
+    filters: Mapping[str, Filter] = field(default_factory=dict)
+    where: Sequence[ColumnElement[bool]] = ()
     tie_breaker: str = "id"
+    # Statements built once per query shape, values bound at execution: building a list
+    # statement and its cache key cost more than running it (docs/performance.md).
+    _statements: dict[Shape, tuple[Select[Any], Select[Any]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def ordered(self, ordering: str) -> tuple[tuple[str, bool], ...]:
+        """``?ordering=`` as (name, descending) pairs: known fields in the order given (unknown
+        or repeated ones ignored, as in DRF), then the tie-breaker unless already named, so
+        pages never overlap or skip; it takes the last field's direction to keep one index
+        scan."""
+        pairs: list[tuple[str, bool]] = []
+        descending = False
+        for raw in ordering.split(","):
+            term = raw.strip()
+            name = term.removeprefix("-")
+            if name in self.ordering and all(name != seen for seen, _ in pairs):
+                descending = term.startswith("-")
+                pairs.append((name, descending))
+        if all(name != self.tie_breaker for name, _ in pairs):
+            pairs.append((self.tie_breaker, descending))
+        return tuple(pairs)
+
+    def statements(self, shape: Shape) -> tuple[Select[Any], Select[Any]]:
+        """The count and page statements of ``shape``, with bind parameters for every value."""
+        cached = self._statements.get(shape)
+        if cached is not None:
+            return cached
+        terms, order, since, filters, last = shape
+        conditions = [*self.where]
+        for name in filters:
+            conditions.append(self.filters[name](bindparam(name)))
+        for term in range(terms):
+            conditions.append(
+                or_(
+                    *(
+                        search.expression.like(
+                            func.lower(bindparam(f"term_{term}_{index}", type_=String)),
+                            escape="\\",
+                        )
+                        for index, search in enumerate(self.search)
+                    )
+                )
+            )
+        if since:
+            conditions.append(self.updated_at >= bindparam("updated_after"))
+        counted: Select[Any] = select(func.count()).select_from(self.table).where(*conditions)
+        columns = [*self.columns]
+        if not last:  # the count rides along: one statement, one round trip
+            columns.insert(0, counted.scalar_subquery().label("list_total_count"))
+        clauses = [
+            self.ordering[name].desc() if descending else self.ordering[name].asc()
+            for name, descending in order
+        ]
+        page = (
+            select(*columns)
+            .where(*conditions)
+            .order_by(*clauses)
+            .limit(bindparam("page_limit", type_=Integer))
+            .offset(bindparam("page_offset", type_=Integer))
+        )
+        if len(self._statements) >= MAX_CACHED_SHAPES:
+            self._statements.pop(next(iter(self._statements)))
+        self._statements[shape] = counted, page
+        return counted, page
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,23 +287,19 @@ class PageResult:
     results: Sequence[Any]
 
 
-def list_conditions(
-    listing: Listing, filters: ListFilters, where: Sequence[ColumnElement[bool]] = ()
-) -> list[ColumnElement[bool]]:
-    """``where`` (the route's own filters) and the list parameters, as SQL conditions."""
-    conditions = [*where, *listing.search(search_terms(filters.search))]
-    if filters.updated_after is not None:
-        conditions.append(listing.updated_at >= filters.updated_after)
-    return conditions
+def _like(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 async def fetch_page(
     db: AsyncConnection | AsyncSession,
     listing: Listing,
     query: ListQuery,
-    where: Sequence[ColumnElement[bool]] = (),
+    filters: Mapping[str, Any] | None = None,
 ) -> PageResult:
-    """One page of ``listing`` matching ``where`` and the query's filters, with its count.
+    """One page of ``listing`` matching the query and the route's ``filters`` (values of the
+    listing's named filters), with its count.
 
     A numbered page is one statement: the count rides along as a scalar subquery. A page past
     the end (no rows, not the first page) is a 404 ``Invalid page.``; ``?page=last`` needs the
@@ -210,22 +308,32 @@ async def fetch_page(
     if isinstance(db, AsyncSession):
         # Rows, not ORM objects: run on the session's connection (and its transaction).
         db = await db.connection()
-    paging = query.page
-    conditions = list_conditions(listing, query.filters, where)
-    order = order_by(query.filters.ordering, listing.ordering, listing.tie_breaker)
-    counted: Select[Any] = select(func.count()).select_from(listing.table).where(*conditions)
-    if paging.page == LAST_PAGE:
-        count = (await db.execute(counted)).scalar_one()
+    filters = filters or {}
+    paging, wanted = query.page, query.filters
+    terms = search_terms(wanted.search)
+    last = paging.page == LAST_PAGE
+    shape: Shape = (
+        len(terms),
+        listing.ordered(wanted.ordering),
+        wanted.updated_after is not None,
+        tuple(sorted(filters)),
+        last,
+    )
+    counted, page = listing.statements(shape)
+    params: dict[str, Any] = dict(filters)
+    for term_index, term in enumerate(terms):
+        for field_index, search in enumerate(listing.search):
+            params[f"term_{term_index}_{field_index}"] = _like(search.prepare(term))
+    if wanted.updated_after is not None:
+        params["updated_after"] = wanted.updated_after
+    if last:
+        count = (await db.execute(counted, params)).scalar_one()
         number = paging.number(count)
-        page: Select[Any] = select(*listing.columns)
     else:
-        number = paging.requested
-        count = -1
-        page = select(counted.scalar_subquery().label("list_total_count"), *listing.columns)
-    page = page.where(*conditions).order_by(*order)
-    rows: Sequence[Row[Any]] = (
-        await db.execute(page.limit(paging.size).offset(paging.offset(number)))
-    ).all()
+        number, count = paging.requested, -1
+    params["page_limit"] = paging.size
+    params["page_offset"] = paging.offset(number)
+    rows: Sequence[Row[Any]] = (await db.execute(page, params)).all()
     if count < 0:
         if rows:
             count = rows[0][0]

@@ -13,7 +13,6 @@ It does, in order:
 A route that sets ``scope["state"]["access_log"] = False`` is not logged when it succeeds.
 """
 
-import logging
 import secrets
 import time
 from typing import Final
@@ -26,12 +25,11 @@ from common.observability import (
     KNOWN_METHODS,
     OTHER_METHOD,
     UNMATCHED_ROUTE,
+    access_log,
     count_request,
     request_id_var,
     valid_request_id,
 )
-
-access_log = logging.getLogger("dentiapro.access")
 
 BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 JSON_TYPE: Final = b"application/json"
@@ -120,9 +118,9 @@ class ServiceMiddleware:
             count_request(label, route, status, elapsed)
             if status >= 400 or state.get(ACCESS_LOG) is not False:
                 principal = state.get("principal")
-                access_log.info(
-                    "request",
-                    extra={
+                access_log.write(
+                    request_id,
+                    {
                         "method": label,
                         "route": route,
                         "status": status,

@@ -8,13 +8,13 @@ patient or cabinet that consultations still reference (RESTRICT): only then do w
 reference failed, to name the field in the 400 or count the references in the 409.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from common.errors import Conflict, NotFound, ValidationFailed
-from common.listing import Listing, ListQuery, PageResult, fetch_page
+from common.listing import Filter, Listing, ListQuery, PageResult, SearchField, fetch_page
 from prometheus_client import Counter
 from sqlalchemy import (
     Column,
@@ -22,8 +22,8 @@ from sqlalchemy import (
     Row,
     Table,
     Text,
+    bindparam,
     delete,
-    false,
     func,
     insert,
     inspect,
@@ -77,14 +77,11 @@ SELECTED: dict[Model, list[ColumnElement[Any]]] = {
 # --- listing ---
 
 
-def _escape_like(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 # Every resource's searchable fields joined by spaces and lower-cased, kept by the database in
 # a generated column (migration 0002; trigram-indexed on PostgreSQL): cabinet name and address;
 # patient name, email and contact number; consultation diagnosis and treatment. Not mapped on
-# the models: nothing writes it and no response carries it.
+# the models: nothing writes it and no response carries it. Terms hold no spaces, so matching
+# the space-joined fields is matching any one of them.
 SEARCH_TEXT = "search_text"
 
 
@@ -92,12 +89,19 @@ def search_text(model: Model) -> ColumnElement[str]:
     return literal_column(f"{_table(model).name}.{SEARCH_TEXT}", Text)
 
 
-def search_conditions(model: Model, terms: Sequence[str]) -> list[ColumnElement[bool]]:
-    # As DRF's SearchFilter: every term must match a field, case-insensitively. Terms hold no
-    # spaces, so matching the space-joined fields is matching any one of them; lower() of the
-    # pattern is the database's, as for the stored text.
-    text = search_text(model)
-    return [text.like(func.lower(f"%{_escape_like(term)}%"), escape="\\") for term in terms]
+def _day_start(value: date) -> datetime:
+    return datetime.combine(value, time.min, tzinfo=UTC)
+
+
+def _consultation_filters() -> dict[str, Filter]:
+    columns = COLUMNS[Consultation]
+    return {
+        "patient": lambda value: columns["patient"] == value,
+        "cabinet": lambda value: columns["cabinet"] == value,
+        "date_from": lambda value: columns["date"] >= value,
+        "date_to": lambda value: columns["date"] <= value,
+        "date_until": lambda value: columns["date"] < value,
+    }
 
 
 def _listing(model: Model) -> Listing:
@@ -110,8 +114,9 @@ def _listing(model: Model) -> Listing:
         table=_table(model),
         columns=SELECTED[model],
         ordering=columns,
-        search=lambda terms: search_conditions(model, terms),
+        search=[SearchField(search_text(model))],
         updated_at=columns["updated_at"],
+        filters=_consultation_filters() if model is Consultation else {},
     )
 
 
@@ -126,6 +131,25 @@ class ConsultationFilters:
     date_after: datetime | date | None = None
     date_before: datetime | date | None = None
 
+    def values(self) -> dict[str, Any]:
+        """As the consultation listing's named filters take them."""
+        found: dict[str, Any] = {}
+        for name in ("patient", "cabinet"):
+            value = getattr(self, name)
+            if value is not None:
+                # An id beyond the column's range names nothing (and must not reach
+                # PostgreSQL); no record has id 0.
+                found[name] = value if 0 < value <= MAX_ID else 0
+        if isinstance(self.date_after, datetime):
+            found["date_from"] = self.date_after
+        elif isinstance(self.date_after, date):
+            found["date_from"] = _day_start(self.date_after)
+        if isinstance(self.date_before, datetime):
+            found["date_to"] = self.date_before
+        elif isinstance(self.date_before, date):
+            found["date_until"] = _day_start(self.date_before) + timedelta(days=1)
+        return found
+
 
 async def list_cabinets(*, db: AsyncConnection, query: ListQuery) -> PageResult:
     return await fetch_page(db, LISTINGS[Cabinet], query)
@@ -135,62 +159,51 @@ async def list_patients(*, db: AsyncConnection, query: ListQuery) -> PageResult:
     return await fetch_page(db, LISTINGS[Patient], query)
 
 
-def _id_equals(column: Column[Any], value: int) -> ColumnElement[bool]:
-    # An id beyond the column's range names nothing (and must not reach PostgreSQL).
-    return column == value if 0 < value <= MAX_ID else false()
-
-
-def _day_start(value: date) -> datetime:
-    return datetime.combine(value, time.min, tzinfo=UTC)
-
-
-def consultation_conditions(filters: ConsultationFilters) -> list[ColumnElement[bool]]:
-    columns = COLUMNS[Consultation]
-    conditions: list[ColumnElement[bool]] = []
-    if filters.patient is not None:
-        conditions.append(_id_equals(columns["patient"], filters.patient))
-    if filters.cabinet is not None:
-        conditions.append(_id_equals(columns["cabinet"], filters.cabinet))
-    when = columns["date"]
-    if isinstance(filters.date_after, datetime):
-        conditions.append(when >= filters.date_after)
-    elif isinstance(filters.date_after, date):
-        conditions.append(when >= _day_start(filters.date_after))
-    if isinstance(filters.date_before, datetime):
-        conditions.append(when <= filters.date_before)
-    elif isinstance(filters.date_before, date):
-        conditions.append(when < _day_start(filters.date_before) + timedelta(days=1))
-    return conditions
-
-
 async def list_consultations(
     *, db: AsyncConnection, query: ListQuery, filters: ConsultationFilters
 ) -> PageResult:
-    return await fetch_page(db, LISTINGS[Consultation], query, consultation_conditions(filters))
+    return await fetch_page(db, LISTINGS[Consultation], query, filters.values())
 
 
 # --- single records ---
+
+
+# Built once: a statement object's cache key is computed once, not on every request.
+BY_ID = {
+    model: select(*SELECTED[model]).where(COLUMNS[model]["id"] == bindparam("record_id"))
+    for model in COLUMNS
+}
 
 
 async def get(db: AsyncConnection, model: Model, record_id: int) -> Row[Any] | None:
     """The record of ``model`` with ``record_id`` in this tenant, or None."""
     if not 0 < record_id <= MAX_ID:
         return None
-    statement = select(*SELECTED[model]).where(COLUMNS[model]["id"] == record_id)
-    return (await db.execute(statement)).first()
+    return (await db.execute(BY_ID[model], {"record_id": record_id})).first()
+
+
+# Writes, built once too: the columns set come from the keys of the values executed with.
+INSERT = {model: insert(_table(model)).returning(*SELECTED[model]) for model in COLUMNS}
+UPDATE = {
+    model: update(_table(model))
+    .where(COLUMNS[model]["id"] == bindparam("record_id"))
+    .returning(*SELECTED[model])
+    for model in COLUMNS
+}
+CREATED = {model: RECORDS_CREATED.labels(_table(model).name) for model in COLUMNS}
+
+
+def _by_column(model: Model, values: Mapping[str, Any]) -> dict[str, Any]:
+    """API field names (``patient``) to column names (``patient_id``)."""
+    columns = COLUMNS[model]
+    return {columns[name].key: value for name, value in values.items()}
 
 
 async def _insert(db: AsyncConnection, model: Model, values: Mapping[str, Any]) -> Row[Any]:
     now = utcnow()
-    columns = COLUMNS[model]
-    statement = (
-        insert(_table(model))
-        .values({columns[name].key: value for name, value in values.items()})
-        .values(created_at=now, updated_at=now)
-        .returning(*SELECTED[model])
-    )
-    row = (await db.execute(statement)).one()
-    RECORDS_CREATED.labels(_table(model).name).inc()
+    row_values = {**_by_column(model, values), "created_at": now, "updated_at": now}
+    row = (await db.execute(INSERT[model], row_values)).one()
+    CREATED[model].inc()
     return row
 
 
@@ -198,15 +211,8 @@ async def _update(
     db: AsyncConnection, model: Model, record_id: int, changes: Mapping[str, Any]
 ) -> Row[Any]:
     """The record updated; 404 if it is gone (deleted since the route loaded it)."""
-    columns = COLUMNS[model]
-    statement = (
-        update(_table(model))
-        .where(columns["id"] == record_id)
-        .values({columns[name].key: value for name, value in changes.items()})
-        .values(updated_at=utcnow())
-        .returning(*SELECTED[model])
-    )
-    row = (await db.execute(statement)).first()
+    row_values = {**_by_column(model, changes), "updated_at": utcnow(), "record_id": record_id}
+    row = (await db.execute(UPDATE[model], row_values)).first()
     if row is None:
         raise NotFound()
     return row

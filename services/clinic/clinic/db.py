@@ -120,22 +120,24 @@ class TenantDatabases:
 class PostgresTenants(TenantDatabases):
     def __init__(self, settings: ClinicSettings) -> None:
         super().__init__(settings, PostgresSchemas(settings))
+        # Autocommit: every clinic request is made of single statements, each atomic on its
+        # own (a write and its audit event are one statement), so no BEGIN/COMMIT round trips.
         self.engine = create_async_db_engine(
             settings.database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             application_name="dentiapro-clinic",
+            autocommit=True,
         )
         track_engine(self.engine)
-        # Option engines share the one pool; cached, so each tenant costs two small objects.
-        self._bound: dict[tuple[str, bool], AsyncEngine] = {}
+        # Option engines share the one pool; cached, so each tenant costs one small object.
+        self._bound: dict[str, AsyncEngine] = {}
 
     def _engine(self, tenant: str, *, write: bool) -> AsyncEngine:
-        bound = self._bound.get((tenant, write))
+        bound = self._bound.get(tenant)
         if bound is None:
-            options: dict[str, Any] = {"schema_translate_map": {None: tenant}}
-            bound = self.engine.execution_options(**options, **({} if write else READ))
-            self._bound[(tenant, write)] = bound
+            bound = self.engine.execution_options(schema_translate_map={None: tenant})
+            self._bound[tenant] = bound
         return bound
 
     async def dispose(self) -> None:

@@ -1,12 +1,11 @@
 """Tenant registry operations: route → these functions → SQLModel. Raise domain errors only."""
 
 import logging
-from collections.abc import Sequence
 
 from common.errors import Conflict, ValidationFailed
-from common.listing import Listing, ListQuery, PageResult, fetch_page
+from common.listing import Listing, ListQuery, PageResult, SearchField, fetch_page
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, func, or_
+from sqlalchemy import ColumnElement, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -58,22 +57,13 @@ SCHEMA_NAME_IMMUTABLE = "schema_name cannot be changed after creation."
 DOMAIN_TAKEN = "tenant with this domain url already exists."
 DEFAULT_TENANT_UNDELETABLE = "The default tenant cannot be deleted."
 
-SEARCHABLE = (Tenant.name, Tenant.schema_name, Tenant.domain_url)
-
 
 def _live() -> ColumnElement[bool]:
     return col(Tenant.deleted_at).is_(None)
 
 
-def _search(terms: Sequence[str]) -> list[ColumnElement[bool]]:
-    # As DRF's SearchFilter: every term in one of the searchable fields, case-insensitively.
-    return [
-        or_(*(func.lower(column).contains(term.lower(), autoescape=True) for column in SEARCHABLE))
-        for term in terms
-    ]
-
-
-# Live tenants, as TenantPublic shows them; every listed field is orderable (id breaks ties).
+# Live tenants, as TenantPublic shows them; every listed field is orderable (id breaks ties);
+# search looks in name, schema_name and domain_url.
 ORDERING = {
     "id": col(Tenant.id),
     "name": col(Tenant.name),
@@ -86,13 +76,17 @@ LISTING = Listing(
     table=Tenant.__table__,  # type: ignore[attr-defined]
     columns=list(ORDERING.values()),
     ordering=ORDERING,
-    search=_search,
+    search=[
+        SearchField(func.lower(column))
+        for column in (col(Tenant.name), col(Tenant.schema_name), col(Tenant.domain_url))
+    ],
     updated_at=col(Tenant.updated_at),
+    where=[_live()],
 )
 
 
 async def list_tenants(*, session: AsyncSession, query: ListQuery) -> PageResult:
-    return await fetch_page(session, LISTING, query, [_live()])
+    return await fetch_page(session, LISTING, query)
 
 
 async def get_tenant(*, session: AsyncSession, tenant_id: int) -> Tenant | None:
