@@ -148,10 +148,11 @@ def create_app(
     if verifier is not None:
         app.state.token_verifier = verifier
     install_error_handlers(app)
-    app.include_router(health or health_router(service, version, checks, settings.health_timeout))
-    app.include_router(metrics_router())
+    # Routes are matched in order: the service's own first, they take nearly every request.
     for router in routers:
         app.include_router(router)
+    app.include_router(health or health_router(service, version, checks, settings.health_timeout))
+    app.include_router(metrics_router())
     for inner in reversed(middleware):
         app.add_middleware(inner)
     app.add_middleware(ServiceMiddleware)

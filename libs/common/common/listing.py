@@ -210,6 +210,8 @@ class Listing:
     filters: Mapping[str, Filter] = field(default_factory=dict)
     where: Sequence[ColumnElement[bool]] = ()
     tie_breaker: str = "id"
+    # The order of a list that asks for none (e.g. "-at": newest first).
+    default_ordering: str = ""
     # Statements built once per query shape, values bound at execution: building a list
     # statement and its cache key cost more than running it (docs/performance.md).
     _statements: dict[Shape, tuple[Select[Any], Select[Any]]] = field(
@@ -223,7 +225,7 @@ class Listing:
         scan."""
         pairs: list[tuple[str, bool]] = []
         descending = False
-        for raw in ordering.split(","):
+        for raw in (ordering or self.default_ordering).split(","):
             term = raw.strip()
             name = term.removeprefix("-")
             if name in self.ordering and all(name != seen for seen, _ in pairs):

@@ -11,6 +11,8 @@ It does, in order:
 - requests in flight, the request count and latency by route *template*, and one JSON access line.
 
 A route that sets ``scope["state"]["access_log"] = False`` is not logged when it succeeds.
+Code that must know how a request ended (the clinic's audit trail) appends a callable to
+``scope["state"]["response_hooks"]``: each is called with the response's status.
 """
 
 import secrets
@@ -36,6 +38,7 @@ JSON_TYPE: Final = b"application/json"
 JSON_SUFFIX: Final = b"+json"
 API_PREFIX: Final = "/api/"
 NO_STORE: Final = (b"cache-control", b"no-store")
+RESPONSE_HOOKS: Final = "response_hooks"
 UNSUPPORTED_MEDIA_TYPE: Final = (
     b'{"detail":"Unsupported media type in request. Use application/json."}'
 )
@@ -116,6 +119,8 @@ class ServiceMiddleware:
             route = getattr(inner.get("route"), "path", UNMATCHED_ROUTE)
             label = method if method in KNOWN_METHODS else OTHER_METHOD
             count_request(label, route, status, elapsed)
+            for hook in state.get(RESPONSE_HOOKS, ()):
+                hook(status)
             if status >= 400 or state.get(ACCESS_LOG) is not False:
                 principal = state.get("principal")
                 access_log.write(

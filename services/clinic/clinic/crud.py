@@ -11,6 +11,7 @@ reference failed, to name the field in the 400 or count the references in the 40
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Any
 
 from common.errors import Conflict, NotFound, ValidationFailed
@@ -19,9 +20,12 @@ from prometheus_client import Counter
 from sqlalchemy import (
     Column,
     ColumnElement,
+    Insert,
+    Integer,
     Row,
     Table,
     Text,
+    Update,
     bindparam,
     delete,
     func,
@@ -29,12 +33,15 @@ from sqlalchemy import (
     inspect,
     literal_column,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningDelete
 from sqlmodel import SQLModel
 
+from clinic.audit import AUDIT, ContainsId, RequestAudit, actor_params, event_row, with_event
 from clinic.models import (
     MAX_ID,
     Cabinet,
@@ -89,7 +96,7 @@ def search_text(model: Model) -> ColumnElement[str]:
     return literal_column(f"{_table(model).name}.{SEARCH_TEXT}", Text)
 
 
-def _day_start(value: date) -> datetime:
+def day_start(value: date) -> datetime:
     return datetime.combine(value, time.min, tzinfo=UTC)
 
 
@@ -122,6 +129,31 @@ def _listing(model: Model) -> Listing:
 
 LISTINGS: dict[Model, Listing] = {model: _listing(model) for model in COLUMNS}
 
+# The audit trail: newest first; "who saw patient 42" is resource + resource_id (a GIN lookup).
+AUDIT_LISTING = Listing(
+    table=AUDIT,
+    columns=list(AUDIT.c),
+    ordering=dict(AUDIT.c.items()),
+    search=[SearchField(func.lower(AUDIT.c.username)), SearchField(func.lower(AUDIT.c.request_id))],
+    updated_at=AUDIT.c.at,
+    filters={
+        "resource": lambda value: AUDIT.c.resource == value,
+        "action": lambda value: AUDIT.c.action == value,
+        "user_id": lambda value: AUDIT.c.user_id == value,
+        "resource_id": lambda value: ContainsId(type_coerce(value, Integer)),
+        "after": lambda value: AUDIT.c.at >= value,
+        "before": lambda value: AUDIT.c.at <= value,
+        "before_day": lambda value: AUDIT.c.at < value,
+    },
+    default_ordering="-at",
+)
+
+
+async def list_audit_events(
+    *, db: AsyncConnection, query: ListQuery, filters: Mapping[str, Any]
+) -> PageResult:
+    return await fetch_page(db, AUDIT_LISTING, query, filters)
+
 
 @dataclass(frozen=True, slots=True)
 class ConsultationFilters:
@@ -143,11 +175,11 @@ class ConsultationFilters:
         if isinstance(self.date_after, datetime):
             found["date_from"] = self.date_after
         elif isinstance(self.date_after, date):
-            found["date_from"] = _day_start(self.date_after)
+            found["date_from"] = day_start(self.date_after)
         if isinstance(self.date_before, datetime):
             found["date_to"] = self.date_before
         elif isinstance(self.date_before, date):
-            found["date_until"] = _day_start(self.date_before) + timedelta(days=1)
+            found["date_until"] = day_start(self.date_before) + timedelta(days=1)
         return found
 
 
@@ -182,15 +214,72 @@ async def get(db: AsyncConnection, model: Model, record_id: int) -> Row[Any] | N
     return (await db.execute(BY_ID[model], {"record_id": record_id})).first()
 
 
-# Writes, built once too: the columns set come from the keys of the values executed with.
-INSERT = {model: insert(_table(model)).returning(*SELECTED[model]) for model in COLUMNS}
-UPDATE = {
-    model: update(_table(model))
-    .where(COLUMNS[model]["id"] == bindparam("record_id"))
-    .returning(*SELECTED[model])
-    for model in COLUMNS
-}
+# --- writes, each recorded in the audit trail with the change itself (clinic.audit) ---
+
+RESOURCES: dict[Model, str] = {Cabinet: "cabinet", Patient: "patient", Consultation: "consultation"}
 CREATED = {model: RECORDS_CREATED.labels(_table(model).name) for model in COLUMNS}
+
+
+# Statements are built once (per set of columns changed): values are bound at execution.
+@cache
+def _insert_statement(model: Model) -> Insert:
+    values = {
+        column.key: bindparam(column.key, type_=column.type)
+        for name, column in COLUMNS[model].items()
+        if name != "id"
+    }
+    return insert(_table(model)).values(values).returning(*SELECTED[model])
+
+
+@cache
+def _update_statement(model: Model, names: frozenset[str]) -> Update:
+    columns = COLUMNS[model]
+    values = {
+        columns[name].key: bindparam(columns[name].key, type_=columns[name].type)
+        for name in (*sorted(names), "updated_at")
+    }
+    return (
+        update(_table(model))
+        .where(columns["id"] == bindparam("record_id"))
+        .values(values)
+        .returning(*SELECTED[model])
+    )
+
+
+@cache
+def _delete_statement(model: Model) -> ReturningDelete[Any]:
+    table = _table(model)
+    return delete(table).where(table.c.id == bindparam("record_id")).returning(table.c.id)
+
+
+async def _write(
+    db: AsyncConnection,
+    statement: Insert | Update | ReturningDelete[Any],
+    params: Mapping[str, Any],
+    *,
+    audit: RequestAudit,
+    action: str,
+    model: Model,
+    status: int,
+) -> Row[Any] | None:
+    """Run ``statement`` and record its audit event with it; the row it returned, or None when
+    it matched nothing (then no event is written here: the request ends as a 404)."""
+    resource = RESOURCES[model]
+    audit.touch(action, resource, audit.ids)
+    if db.dialect.name == "postgresql":
+        # One statement for the change and its event: both or neither.
+        audited = with_event(statement, action, resource, status)
+        row = (await db.execute(audited, {**params, **actor_params(audit.actor)})).first()
+    else:
+        # SQLite: the request's write transaction (BEGIN IMMEDIATE) holds both.
+        row = (await db.execute(statement, params)).first()
+        if row is not None:
+            event = event_row(audit.actor, action, resource, [row.id], status)
+            await db.execute(insert(AUDIT), event)
+    if row is not None:
+        audit.ids = [row.id]
+        audit.written_with_change()
+    return row
 
 
 def _by_column(model: Model, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,43 +288,57 @@ def _by_column(model: Model, values: Mapping[str, Any]) -> dict[str, Any]:
     return {columns[name].key: value for name, value in values.items()}
 
 
-async def _insert(db: AsyncConnection, model: Model, values: Mapping[str, Any]) -> Row[Any]:
+async def _insert(
+    db: AsyncConnection, model: Model, values: Mapping[str, Any], audit: RequestAudit
+) -> Row[Any]:
     now = utcnow()
-    row_values = {**_by_column(model, values), "created_at": now, "updated_at": now}
-    row = (await db.execute(INSERT[model], row_values)).one()
+    params = {**_by_column(model, values), "created_at": now, "updated_at": now}
+    row = await _write(
+        db, _insert_statement(model), params, audit=audit, action="create", model=model, status=201
+    )
+    assert row is not None  # an INSERT ... RETURNING returns its row
     CREATED[model].inc()
     return row
 
 
 async def _update(
-    db: AsyncConnection, model: Model, record_id: int, changes: Mapping[str, Any]
+    db: AsyncConnection,
+    model: Model,
+    record_id: int,
+    changes: Mapping[str, Any],
+    audit: RequestAudit,
 ) -> Row[Any]:
     """The record updated; 404 if it is gone (deleted since the route loaded it)."""
-    row_values = {**_by_column(model, changes), "updated_at": utcnow(), "record_id": record_id}
-    row = (await db.execute(UPDATE[model], row_values)).first()
+    statement = _update_statement(model, frozenset(changes))
+    params = {**_by_column(model, changes), "updated_at": utcnow(), "record_id": record_id}
+    row = await _write(db, statement, params, audit=audit, action="update", model=model, status=200)
     if row is None:
         raise NotFound()
     return row
 
 
-async def create_cabinet(*, db: AsyncConnection, cabinet_in: CabinetCreate) -> Row[Any]:
-    return await _insert(db, Cabinet, cabinet_in.model_dump())
+async def create_cabinet(
+    *, db: AsyncConnection, cabinet_in: CabinetCreate, audit: RequestAudit
+) -> Row[Any]:
+    return await _insert(db, Cabinet, cabinet_in.model_dump(), audit)
 
 
-async def create_patient(*, db: AsyncConnection, patient_in: PatientCreate) -> Row[Any]:
-    return await _insert(db, Patient, patient_in.model_dump())
+async def create_patient(
+    *, db: AsyncConnection, patient_in: PatientCreate, audit: RequestAudit
+) -> Row[Any]:
+    return await _insert(db, Patient, patient_in.model_dump(), audit)
 
 
 async def update_cabinet(
-    *, db: AsyncConnection, cabinet_id: int, changes: Mapping[str, Any]
+    *, db: AsyncConnection, cabinet_id: int, changes: Mapping[str, Any], audit: RequestAudit
 ) -> Row[Any]:
-    return await _update(db, Cabinet, cabinet_id, changes)
+    return await _update(db, Cabinet, cabinet_id, changes, audit)
 
 
 async def update_patient(
-    *, db: AsyncConnection, patient_id: int, changes: Mapping[str, Any]
+    *, db: AsyncConnection, patient_id: int, changes: Mapping[str, Any], audit: RequestAudit
 ) -> Row[Any]:
-    return await _update(db, Patient, patient_id, changes)
+    return await _update(db, Patient, patient_id, changes, audit)
 
 
 def _check_id_range(changes: Mapping[str, Any]) -> None:
@@ -255,7 +358,7 @@ async def _missing_references(db: AsyncConnection, changes: Mapping[str, Any]) -
     no record of this tenant. The failed statement aborted the transaction: roll it back first.
     """
     await db.rollback()
-    errors: dict[str, str] = {}
+    errors: dict[str, str | list[str]] = {}
     for name, model in (("patient", Patient), ("cabinet", Cabinet)):
         if name in changes and await get(db, model, changes[name]) is None:
             errors[name] = f'Invalid pk "{changes[name]}" - object does not exist.'
@@ -265,43 +368,62 @@ async def _missing_references(db: AsyncConnection, changes: Mapping[str, Any]) -
 
 
 async def create_consultation(
-    *, db: AsyncConnection, consultation_in: ConsultationCreate
+    *, db: AsyncConnection, consultation_in: ConsultationCreate, audit: RequestAudit
 ) -> Row[Any]:
     values = consultation_in.model_dump()
+    audit.touch("create", "consultation", [])
     _check_id_range(values)
     try:
-        return await _insert(db, Consultation, values)
+        return await _insert(db, Consultation, values, audit)
     except sa_exc.IntegrityError:
         await _missing_references(db, values)
         raise
 
 
 async def update_consultation(
-    *, db: AsyncConnection, consultation_id: int, changes: Mapping[str, Any]
+    *,
+    db: AsyncConnection,
+    consultation_id: int,
+    changes: Mapping[str, Any],
+    audit: RequestAudit,
 ) -> Row[Any]:
     _check_id_range(changes)
     try:
-        return await _update(db, Consultation, consultation_id, changes)
+        return await _update(db, Consultation, consultation_id, changes, audit)
     except sa_exc.IntegrityError:
         await _missing_references(db, changes)
         raise
 
 
-async def delete_consultation(*, db: AsyncConnection, consultation_id: int) -> None:
-    statement = delete(_table(Consultation)).where(COLUMNS[Consultation]["id"] == consultation_id)
-    await db.execute(statement)
+async def delete_consultation(
+    *, db: AsyncConnection, consultation_id: int, audit: RequestAudit
+) -> None:
+    params = {"record_id": consultation_id}
+    statement = _delete_statement(Consultation)
+    row = await _write(
+        db, statement, params, audit=audit, action="delete", model=Consultation, status=204
+    )
+    if row is None:
+        raise NotFound()
 
 
 async def _delete_referenced(
-    db: AsyncConnection, model: Model, record_id: int, reference: str, label: str
+    db: AsyncConnection, model: Model, record_id: int, reference: str, audit: RequestAudit
 ) -> None:
     """Delete unless consultations reference it (the RESTRICT foreign key refuses): clinical
     records are never deleted as a side effect."""
+    params = {"record_id": record_id}
+    statement = _delete_statement(model)
     try:
-        await db.execute(delete(_table(model)).where(COLUMNS[model]["id"] == record_id))
-        return
+        row = await _write(
+            db, statement, params, audit=audit, action="delete", model=model, status=204
+        )
     except sa_exc.IntegrityError:
         await db.rollback()
+    else:
+        if row is None:
+            raise NotFound()
+        return
     column = COLUMNS[Consultation][reference]
     references = (await db.execute(select(func.count()).where(column == record_id))).scalar_one()
     if references == 1:
@@ -310,14 +432,15 @@ async def _delete_referenced(
         why = f"{references} consultations reference it"
     else:  # the referencing consultations went away meanwhile
         why = "consultations reference it"
+    label = RESOURCES[model].capitalize()
     raise Conflict(
         f"{label} cannot be deleted: {why}. Delete or reassign those consultations first."
     )
 
 
-async def delete_cabinet(*, db: AsyncConnection, cabinet_id: int) -> None:
-    await _delete_referenced(db, Cabinet, cabinet_id, "cabinet", "Cabinet")
+async def delete_cabinet(*, db: AsyncConnection, cabinet_id: int, audit: RequestAudit) -> None:
+    await _delete_referenced(db, Cabinet, cabinet_id, "cabinet", audit)
 
 
-async def delete_patient(*, db: AsyncConnection, patient_id: int) -> None:
-    await _delete_referenced(db, Patient, patient_id, "patient", "Patient")
+async def delete_patient(*, db: AsyncConnection, patient_id: int, audit: RequestAudit) -> None:
+    await _delete_referenced(db, Patient, patient_id, "patient", audit)

@@ -59,13 +59,19 @@ class TenantDatabases:
     # --- what callers use ---
 
     @asynccontextmanager
-    async def connect(self, tenant: str, *, write: bool) -> AsyncIterator[AsyncConnection]:
-        """A connection to ``tenant``'s data (provisioned first if needed): in autocommit for
-        reads, in a transaction committed on a clean exit for writes."""
+    async def connect(
+        self, tenant: str, *, write: bool, transaction: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
+        """A connection to ``tenant``'s data (provisioned first if needed), committed on a
+        clean exit. PostgreSQL runs every statement on its own (autocommit) unless
+        ``transaction`` asks for one; SQLite runs a write in one ``BEGIN IMMEDIATE``
+        transaction."""
         self._check_still_there(tenant)
         await self.ensure_tenant(tenant)
         try:
             async with self._engine(tenant, write=write).connect() as connection:
+                if transaction:
+                    await self._begin(connection)
                 yield connection
                 if write:
                     # Not engine.begin(): a write that hits a constraint rolls back and asks
@@ -113,6 +119,9 @@ class TenantDatabases:
     def _check_still_there(self, tenant: str) -> None:
         """Forget a provisioned tenant whose data vanished under the service (SQLite)."""
 
+    async def _begin(self, connection: AsyncConnection) -> None:
+        """Start the transaction ``connect(transaction=True)`` asked for."""
+
     def _engine(self, tenant: str, *, write: bool) -> AsyncEngine:
         raise NotImplementedError
 
@@ -132,6 +141,11 @@ class PostgresTenants(TenantDatabases):
         track_engine(self.engine)
         # Option engines share the one pool; cached, so each tenant costs one small object.
         self._bound: dict[str, AsyncEngine] = {}
+
+    async def _begin(self, connection: AsyncConnection) -> None:
+        # Leave autocommit for this connection (reset when it returns to the pool).
+        await connection.execution_options(isolation_level="READ COMMITTED")
+        await connection.begin()
 
     def _engine(self, tenant: str, *, write: bool) -> AsyncEngine:
         bound = self._bound.get(tenant)

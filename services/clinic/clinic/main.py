@@ -10,7 +10,8 @@ from common.tokens import TokenVerifier
 from fastapi import FastAPI
 
 from clinic import __version__
-from clinic.api import cabinets, consultations, patients
+from clinic.api import audit_events, cabinets, consultations, patients
+from clinic.audit import AuditTrail
 from clinic.db import TenantDatabases, tenant_databases
 from clinic.settings import ClinicSettings, get_settings
 
@@ -20,6 +21,11 @@ log = logging.getLogger("dentiapro.clinic")
 async def _check_database(app: FastAPI) -> None:
     databases: TenantDatabases = app.state.databases
     await databases.check()
+
+
+def _check_audit(app: FastAPI) -> None:
+    trail: AuditTrail = app.state.audit
+    trail.check()
 
 
 def create_app(
@@ -41,18 +47,21 @@ def create_app(
             if not is_unavailable(exc):
                 raise
             log.warning("default tenant not provisioned at start-up: %s", type(exc).__name__)
+        # Read events are buffered and written about every second, and at shutdown.
+        app.state.audit = AuditTrail(databases, settings.audit_flush_interval)
         try:
-            yield
+            async with app.state.audit.running():
+                yield
         finally:
-            await app.state.databases.dispose()
+            await databases.dispose()
 
     return create_service_app(
         service="clinic",
         version=__version__,
         settings=settings,
-        routers=[cabinets.router, patients.router, consultations.router],
+        routers=[patients.router, consultations.router, cabinets.router, audit_events.router],
         jwks_url=settings.jwks_url,
         token_verifier=token_verifier,
         lifespan=lifespan,
-        health_checks={"database": _check_database},
+        health_checks={"database": _check_database, "audit": _check_audit},
     )

@@ -14,7 +14,8 @@ from common.db import DatetimeOutOfRange, UTCDateTime, as_utc, utcnow
 from common.listing import utc_datetime
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BeforeValidator, field_validator
-from sqlalchemy import Column, ForeignKey, Index, Integer
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
 
 NAME_MAX = 255
@@ -315,3 +316,61 @@ class ConsultationPublic(Timestamps):
     date: datetime
     diagnosis: str
     treatment: str
+
+
+# --- the audit trail (DESIGN.md section 6b) ---
+
+AUDIT_ACTIONS = ("view", "list", "create", "update", "delete", "export")
+AUDIT_RESOURCES = ("cabinet", "patient", "consultation")
+USERNAME_MAX = 150
+REQUEST_ID_MAX = 128
+CLIENT_IP_MAX = 64
+
+# The ids an event concerns: an integer array on PostgreSQL (GIN-indexed, so "who saw patient
+# 42" is an index lookup), a JSON array on SQLite.
+ResourceIds = JSON().with_variant(postgresql.ARRAY(Integer), "postgresql")
+# Events outnumber records: 64-bit ids (SQLite's INTEGER PRIMARY KEY is 64-bit already, and
+# only it can AUTOINCREMENT).
+EventId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who accessed which clinical records, when, from where, and how it ended. Append-only:
+    the database refuses UPDATE and DELETE (triggers, migration 0004). Never holds a name,
+    a diagnosis, a treatment or a search term: ids only."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_at_id", "at", "id"),
+        Index("ix_audit_event_user_id_at_id", "user_id", "at", "id"),
+        Index("ix_audit_event_resource_ids", "resource_ids", postgresql_using="gin"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(EventId, primary_key=True))
+    at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    user_id: int
+    username: str = Field(max_length=USERNAME_MAX)
+    action: str = Field(max_length=16)
+    resource: str = Field(max_length=16)
+    # The record of a view, update, delete or export (None for a list).
+    resource_id: int | None = None
+    # Every record the event concerns: the one above, or the ids a list returned.
+    resource_ids: list[int] = Field(sa_column=Column(ResourceIds, nullable=False))
+    request_id: str = Field(max_length=REQUEST_ID_MAX)
+    client_ip: str = Field(max_length=CLIENT_IP_MAX)
+    status: int
+
+
+class AuditEventPublic(SQLModel):
+    id: int
+    at: datetime
+    user_id: int
+    username: str
+    action: str
+    resource: str
+    resource_id: int | None
+    resource_ids: list[int]
+    request_id: str
+    client_ip: str
+    status: int

@@ -21,6 +21,11 @@ class ClinicSettings(ServiceSettings):
         64, validation_alias=env("CLINIC_MAX_SQLITE_ENGINES", "max_sqlite_engines")
     )
 
+    # Read events of the audit trail are written in batches this often (seconds).
+    audit_flush_interval: float = Field(
+        1.0, gt=0, le=10, validation_alias=env("AUDIT_FLUSH_INTERVAL", "audit_flush_interval")
+    )
+
     @property
     def database_url(self) -> str:
         return self.database_url_override or self.sqlite_url("clinic")

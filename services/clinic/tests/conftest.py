@@ -190,10 +190,12 @@ def make_consultation(
 def own_server(
     signer: TestSigner, make_settings: Callable[[str], ClinicSettings]
 ) -> Callable[[str], Any]:
-    """Context manager factory: a server of its own on the given database URL."""
+    """Context manager factory: a server of its own on the given database URL (settings
+    overridden by keyword)."""
 
-    def start(url: str) -> Any:
-        return serve(create_app(make_settings(url), token_verifier=signer.verifier()))
+    def start(url: str, **overrides: Any) -> Any:
+        settings = make_settings(url).model_copy(update=overrides)
+        return serve(create_app(settings, token_verifier=signer.verifier()))
 
     return start
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from clinic import crud
+from clinic.audit import Actor, AuditTrail, RequestAudit
 from clinic.db import tenant_databases
 from clinic.models import CabinetCreate, ConsultationCreate, PatientCreate
 from clinic.settings import ClinicSettings
@@ -127,6 +128,11 @@ def test_a_reference_deleted_after_the_transaction_began_is_a_400_on_that_field(
 
     async def race() -> dict[str, list[str]]:
         databases = tenant_databases(settings)
+        trail = AuditTrail(databases, flush_interval=1.0)
+
+        def audit() -> RequestAudit:
+            return RequestAudit(trail, tenant, Actor(1, "tester", "race", "127.0.0.1"))
+
         try:
             async with databases.connect(tenant, write=True) as db:
                 patient = await crud.create_patient(
@@ -134,10 +140,12 @@ def test_a_reference_deleted_after_the_transaction_began_is_a_400_on_that_field(
                     patient_in=PatientCreate(
                         name="Gone", birthdate="1990-01-01", contact_number="061234"
                     ),
+                    audit=audit(),
                 )
                 cabinet = await crud.create_cabinet(
                     db=db,
                     cabinet_in=CabinetCreate(name="Room", address="Rue", contact_number="061234"),
+                    audit=audit(),
                 )
             async with databases.connect(tenant, write=True) as db:
                 await db.execute(text("SELECT 1"))  # the transaction has begun
@@ -153,7 +161,9 @@ def test_a_reference_deleted_after_the_transaction_began_is_a_400_on_that_field(
                     diagnosis="Race",
                 )
                 with pytest.raises(ValidationFailed) as refused:
-                    await crud.create_consultation(db=db, consultation_in=consultation_in)
+                    await crud.create_consultation(
+                        db=db, consultation_in=consultation_in, audit=audit()
+                    )
             return {**refused.value.errors, "patient_id": [str(patient.id)]}
         finally:
             await databases.dispose()

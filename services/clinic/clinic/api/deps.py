@@ -11,13 +11,15 @@ from typing import Annotated, Any
 
 from common.errors import NotFound, TokenInvalid, ValidationFailed
 from common.listing import utc_datetime
+from common.middleware import RESPONSE_HOOKS
 from common.tokens import CurrentPrincipal, get_principal
 from fastapi import Depends, Path, Query, Request
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clinic import crud
-from clinic.crud import ConsultationFilters
+from clinic.audit import Actor, RequestAudit
+from clinic.crud import RESOURCES, ConsultationFilters
 from clinic.db import TenantDatabases, valid_schema_name
 from clinic.models import MAX_ID, Cabinet, Consultation, Patient
 
@@ -45,23 +47,65 @@ TenantDb = Annotated[AsyncConnection, Depends(tenant_db, scope="function")]
 
 Record = Row[Any]
 
-
-async def load_cabinet(cabinet_id: Annotated[int, Path()], db: TenantDb) -> Record:
-    return _found(await crud.get(db, Cabinet, cabinet_id))
-
-
-async def load_patient(patient_id: Annotated[int, Path()], db: TenantDb) -> Record:
-    return _found(await crud.get(db, Patient, patient_id))
-
-
-async def load_consultation(consultation_id: Annotated[int, Path()], db: TenantDb) -> Record:
-    return _found(await crud.get(db, Consultation, consultation_id))
+# The action a request on one record is, by method (a list or a create says so itself).
+RECORD_ACTIONS = {
+    "GET": "view",
+    "HEAD": "view",
+    "PUT": "update",
+    "PATCH": "update",
+    "DELETE": "delete",
+}
 
 
-def _found(record: Record | None) -> Record:
+async def request_audit(request: Request, principal: CurrentPrincipal) -> RequestAudit:
+    """This request's audit: what it touched is recorded with the response's status, unless
+    the change itself recorded it (clinic.audit). No I/O here."""
+    actor = Actor(
+        user_id=principal.user_id,
+        username=principal.username,
+        request_id=request.state.request_id,
+        client_ip=client_ip(request),
+    )
+    audit = RequestAudit(request.app.state.audit, principal.tenant, actor)
+    request.scope["state"].setdefault(RESPONSE_HOOKS, []).append(audit.finish)
+    return audit
+
+
+AuditDep = Annotated[RequestAudit, Depends(request_audit)]
+
+
+def client_ip(request: Request) -> str:
+    client = request.client
+    return client.host if client else "unknown"
+
+
+async def _load(
+    request: Request, db: AsyncConnection, audit: RequestAudit, model: type, record_id: int
+) -> Record:
+    # Recorded whatever the outcome: a request for a record that does not exist is a 404 event.
+    audit.touch(RECORD_ACTIONS.get(request.method, "view"), RESOURCES[model], [record_id])
+    record = await crud.get(db, model, record_id)
     if record is None:
         raise NotFound()
     return record
+
+
+async def load_cabinet(
+    cabinet_id: Annotated[int, Path()], request: Request, db: TenantDb, audit: AuditDep
+) -> Record:
+    return await _load(request, db, audit, Cabinet, cabinet_id)
+
+
+async def load_patient(
+    patient_id: Annotated[int, Path()], request: Request, db: TenantDb, audit: AuditDep
+) -> Record:
+    return await _load(request, db, audit, Patient, patient_id)
+
+
+async def load_consultation(
+    consultation_id: Annotated[int, Path()], request: Request, db: TenantDb, audit: AuditDep
+) -> Record:
+    return await _load(request, db, audit, Consultation, consultation_id)
 
 
 CabinetDep = Annotated[Record, Depends(load_cabinet)]
@@ -76,7 +120,7 @@ INVALID_ID = "A valid integer is required."
 MAX_ID_DIGITS = len(str(MAX_ID))
 
 
-def _record_id(raw: str) -> int | None:
+def record_id(raw: str) -> int | None:
     """An id as ASCII digits; None for anything else (``"³".isdigit()`` is true too). A number
     too long to be an id names nothing (and is not handed to ``int()`` whole)."""
     text = raw.strip()
@@ -85,7 +129,7 @@ def _record_id(raw: str) -> int | None:
     return int(text) if len(text) <= MAX_ID_DIGITS else MAX_ID + 1
 
 
-def _date_or_datetime(value: str) -> date | datetime | None:
+def date_or_datetime(value: str) -> date | datetime | None:
     """A bare ``YYYY-MM-DD`` stays a date (a whole day); anything else must be a date-time."""
     text = value.strip()
     try:
@@ -109,14 +153,14 @@ async def consultation_filters(
     for name, raw in (("patient", patient), ("cabinet", cabinet)):
         ids[name] = None
         if raw is not None and raw.strip():
-            ids[name] = _record_id(raw)
+            ids[name] = record_id(raw)
             if ids[name] is None:
                 errors[name] = INVALID_ID
     bounds: dict[str, date | datetime | None] = {}
     for name, raw in (("date_after", date_after), ("date_before", date_before)):
         bounds[name] = None
         if raw is not None and raw.strip():
-            bounds[name] = _date_or_datetime(raw)
+            bounds[name] = date_or_datetime(raw)
             if bounds[name] is None:
                 errors[name] = INVALID_DATE_OR_DATETIME
     if errors:

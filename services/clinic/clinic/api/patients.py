@@ -5,22 +5,24 @@ from common.pagination import Page
 from fastapi import APIRouter, Response
 
 from clinic import crud
-from clinic.api.deps import AUTHENTICATED, PatientDep, Record, TenantDb
+from clinic.api.deps import AUTHENTICATED, AuditDep, PatientDep, Record, TenantDb
 from clinic.models import PatientCreate, PatientPublic, PatientUpdate
 
 router = APIRouter(prefix="/api/patients", tags=["patients"], dependencies=AUTHENTICATED)
 
 
 @router.get("/", response_model=Page[PatientPublic])
-async def list_patients(query: ListQueryDep, db: TenantDb) -> PageResult:
+async def list_patients(query: ListQueryDep, db: TenantDb, audit: AuditDep) -> PageResult:
     """List patients, paginated; `search`, `ordering` and `updated_after` narrow it."""
-    return await crud.list_patients(db=db, query=query)
+    page = await crud.list_patients(db=db, query=query)
+    audit.touch("list", "patient", [row.id for row in page.results])
+    return page
 
 
 @router.post("/", status_code=201, response_model=PatientPublic)
-async def create_patient(patient_in: PatientCreate, db: TenantDb) -> Record:
+async def create_patient(patient_in: PatientCreate, db: TenantDb, audit: AuditDep) -> Record:
     """Create a patient."""
-    return await crud.create_patient(db=db, patient_in=patient_in)
+    return await crud.create_patient(db=db, patient_in=patient_in, audit=audit)
 
 
 @router.get("/{patient_id}/", response_model=PatientPublic)
@@ -30,20 +32,29 @@ async def get_patient(patient: PatientDep) -> Record:
 
 
 @router.put("/{patient_id}/", response_model=PatientPublic)
-async def update_patient(patient: PatientDep, patient_in: PatientCreate, db: TenantDb) -> Record:
+async def update_patient(
+    patient: PatientDep, patient_in: PatientCreate, db: TenantDb, audit: AuditDep
+) -> Record:
     """Replace a patient (every field)."""
-    return await crud.update_patient(db=db, patient_id=patient.id, changes=patient_in.model_dump())
+    return await crud.update_patient(
+        db=db, patient_id=patient.id, changes=patient_in.model_dump(), audit=audit
+    )
 
 
 @router.patch("/{patient_id}/", response_model=PatientPublic)
-async def patch_patient(patient: PatientDep, changes: PatientUpdate, db: TenantDb) -> Record:
+async def patch_patient(
+    patient: PatientDep, changes: PatientUpdate, db: TenantDb, audit: AuditDep
+) -> Record:
     """Change some fields of a patient."""
     return await crud.update_patient(
-        db=db, patient_id=patient.id, changes=changes.model_dump(exclude_unset=True)
+        db=db,
+        patient_id=patient.id,
+        changes=changes.model_dump(exclude_unset=True),
+        audit=audit,
     )
 
 
 @router.delete("/{patient_id}/", status_code=204, response_class=Response)
-async def delete_patient(patient: PatientDep, db: TenantDb) -> None:
+async def delete_patient(patient: PatientDep, db: TenantDb, audit: AuditDep) -> None:
     """Delete a patient; 409 while consultations reference it."""
-    await crud.delete_patient(db=db, patient_id=patient.id)
+    await crud.delete_patient(db=db, patient_id=patient.id, audit=audit)
