@@ -1,4 +1,8 @@
-"""The edge's routes: the gateway's ``/health/`` and JSON error pages (``/verify/``: verify.py)."""
+"""The edge's routes: the gateway's aggregated ``/health/`` and JSON error pages.
+
+Tokens are checked inside Traefik (the tokencheck plugin, gateway/traefik/plugins-local); the
+plugin also adds the gateway's own signing-key check to this ``/health/`` on its way out.
+"""
 
 import asyncio
 import time
@@ -7,7 +11,6 @@ from typing import Any
 
 import httpx
 from common.observability import KNOWN_METHODS
-from common.tokens import KEYS_NOT_LOADED, TokenVerifier
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -77,19 +80,11 @@ def health_router(version: str) -> APIRouter:
                 for name in names
             )
         )
-        services = dict(zip(names, results, strict=True))
-        verifier: TokenVerifier = request.app.state.token_verifier
-        keys = (
-            {"status": "pass"}
-            if verifier.has_keys
-            else {"status": "fail", "output": KEYS_NOT_LOADED}
-        )
-        healthy = keys["status"] == "pass" and all(r["status"] == "pass" for r in results)
+        healthy = all(result["status"] == "pass" for result in results)
         body = {
             "status": "pass" if healthy else "fail",
             "version": version,
-            "services": services,
-            "checks": {"jwks": keys},
+            "services": dict(zip(names, results, strict=True)),
         }
         return JSONResponse(body, status_code=200 if healthy else 503)
 

@@ -1,4 +1,4 @@
-"""The gateway's aggregated ``/health/``, the edge's liveness, and JSON error pages."""
+"""The gateway's aggregated ``/health/`` (answered by the edge), its liveness, and JSON error pages."""
 
 import socket
 from collections.abc import Iterator
@@ -29,9 +29,8 @@ def test_health_passes_when_every_service_passes(edge_url: str) -> None:
         assert body["services"][name]["time_ms"] >= 0
 
 
-def test_health_names_an_unreachable_service(make_edge: Any, wait_for_keys: Any) -> None:
+def test_health_names_an_unreachable_service(make_edge: Any) -> None:
     with make_edge(clinic_url=f"http://127.0.0.1:{free_port()}") as url:
-        wait_for_keys(url)
         response = httpx.get(f"{url}/health/", timeout=10)
     assert response.status_code == 503
     body = response.json()
@@ -42,10 +41,9 @@ def test_health_names_an_unreachable_service(make_edge: Any, wait_for_keys: Any)
 
 
 def test_health_gives_up_on_a_hung_service_within_the_timeout(
-    make_edge: Any, hung_service_url: str, wait_for_keys: Any
+    make_edge: Any, hung_service_url: str
 ) -> None:
     with make_edge(clinic_url=hung_service_url, upstream_health_timeout=0.5) as url:
-        wait_for_keys(url)
         response = httpx.get(f"{url}/health/", timeout=10)
     assert response.status_code == 503
     assert response.elapsed.total_seconds() < 2
@@ -53,12 +51,9 @@ def test_health_gives_up_on_a_hung_service_within_the_timeout(
     assert clinic == {"status": "fail", "output": "no answer within 0.5s"}
 
 
-def test_health_fails_on_a_service_answering_an_error(
-    make_edge: Any, tenants_url: str, wait_for_keys: Any
-) -> None:
+def test_health_fails_on_a_service_answering_an_error(make_edge: Any, tenants_url: str) -> None:
     # A server that answers, but not 200, on /health/ (here: 404 under an unknown prefix).
     with make_edge(auth_url=tenants_url + "/elsewhere") as url:
-        wait_for_keys(url)
         response = httpx.get(f"{url}/health/", timeout=10)
     assert response.status_code == 503
     auth = response.json()["services"]["auth"]
