@@ -65,28 +65,63 @@ async def _check_service(client: httpx.AsyncClient, url: str, timeout: float) ->
     return {"status": "pass", "time_ms": elapsed}
 
 
-def health_router(version: str) -> APIRouter:
+class HealthAggregate:
+    """Every service's ``/health/``, checked concurrently, the answer reused for
+    ``health_cache_seconds``: one fan-out at a time, concurrent callers share it, so a flood of
+    (unauthenticated) calls costs the services and their databases one check per period."""
+
+    def __init__(self, client: httpx.AsyncClient, settings: EdgeSettings, version: str) -> None:
+        self._client = client
+        self._settings = settings
+        self._version = version
+        self._answer: tuple[int, dict[str, Any]] | None = None
+        self._answered_at = float("-inf")
+        self._pending: asyncio.Task[tuple[int, dict[str, Any]]] | None = None
+
+    async def answer(self) -> tuple[int, dict[str, Any]]:
+        """The status code and body of the gateway's ``/health/``."""
+        fresh = time.monotonic() - self._answered_at < self._settings.health_cache_seconds
+        if self._answer is not None and fresh:
+            return self._answer
+        if self._pending is None:
+            self._pending = asyncio.create_task(self._check_all())
+        # Shielded: one caller going away must not cancel the check the others wait for.
+        return await asyncio.shield(self._pending)
+
+    async def _check_all(self) -> tuple[int, dict[str, Any]]:
+        try:
+            settings = self._settings
+            names = list(settings.upstreams)
+            results = await asyncio.gather(
+                *(
+                    _check_service(
+                        self._client, settings.upstreams[name], settings.upstream_health_timeout
+                    )
+                    for name in names
+                )
+            )
+            healthy = all(result["status"] == "pass" for result in results)
+            body = {
+                "status": "pass" if healthy else "fail",
+                "version": self._version,
+                "services": dict(zip(names, results, strict=True)),
+            }
+            self._answer = (200 if healthy else 503, body)
+            self._answered_at = time.monotonic()
+            return self._answer
+        finally:
+            self._pending = None
+
+
+def health_router() -> APIRouter:
     """The gateway's /health/ (every service, concurrently) and the edge's own liveness."""
     health = APIRouter(tags=["health"])
 
     @health.get("/health/", summary="Readiness of every service behind the gateway")
     async def aggregate_health(request: Request) -> JSONResponse:
-        settings: EdgeSettings = request.app.state.settings
-        client: httpx.AsyncClient = request.app.state.http
-        names = list(settings.upstreams)
-        results = await asyncio.gather(
-            *(
-                _check_service(client, settings.upstreams[name], settings.upstream_health_timeout)
-                for name in names
-            )
-        )
-        healthy = all(result["status"] == "pass" for result in results)
-        body = {
-            "status": "pass" if healthy else "fail",
-            "version": version,
-            "services": dict(zip(names, results, strict=True)),
-        }
-        return JSONResponse(body, status_code=200 if healthy else 503)
+        aggregate: HealthAggregate = request.app.state.health
+        status, body = await aggregate.answer()
+        return JSONResponse(body, status_code=status)
 
     @health.get("/health/live/", summary="Liveness: the edge process answers")
     async def live() -> dict[str, str]:

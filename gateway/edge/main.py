@@ -8,7 +8,7 @@ import httpx
 from common.app import create_app as create_service_app
 from fastapi import FastAPI
 
-from edge.api import health_router, router
+from edge.api import HealthAggregate, health_router, router
 from edge.settings import EdgeSettings
 
 VERSION = version("dentiapro-gateway")
@@ -22,7 +22,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         limits = httpx.Limits(max_connections=50, max_keepalive_connections=10)
         timeout = settings.upstream_health_timeout
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-            app.state.http = client
+            app.state.health = HealthAggregate(client, settings, VERSION)
             yield
 
     return create_service_app(
@@ -31,5 +31,5 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         settings=settings,
         routers=[router],
         lifespan=lifespan,
-        health=health_router(VERSION),
+        health=health_router(),
     )

@@ -14,6 +14,11 @@ class EdgeSettings(ServiceSettings):
     upstream_health_timeout: float = Field(
         2.0, gt=0, validation_alias=env("EDGE_HEALTH_TIMEOUT", "upstream_health_timeout")
     )
+    # ... and its answer is reused this long: a flood of unauthenticated /health/ calls must
+    # not turn into as many checks of every service and database.
+    health_cache_seconds: float = Field(
+        1.0, ge=0, validation_alias=env("EDGE_HEALTH_CACHE_SECONDS", "health_cache_seconds")
+    )
 
     @property
     def upstreams(self) -> dict[str, str]:
