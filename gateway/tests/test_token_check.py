@@ -493,6 +493,29 @@ def test_every_router_shares_one_key_set_and_reloads_keep_it(
         assert gateway.auth.fetches == 1
 
 
+def test_a_changed_configuration_gets_a_state_of_its_own_and_the_old_one_stops(
+    start_token_gateway: GatewayFactory, signer: TestSigner
+) -> None:
+    tenants = TenantsStandIn()
+    with start_token_gateway(
+        env={"TENANT_CACHE_SECONDS": "0.4"}, tenants=tenants, plugin_settings={}
+    ) as gateway:
+        _eventually(lambda: tenants.status_calls >= 3, 5, "no refresh every 0.2 s")
+        middlewares = gateway.processes.traefik_dynamic_dir / "middlewares.yml"
+        text = middlewares.read_text()
+        templated = '\'{{ env "TENANT_CACHE_SECONDS" | default "30" }}\''
+        assert templated in text
+        middlewares.write_text(text.replace(templated, '"20"'))
+        # The new settings' state fetches the keys for itself ...
+        _eventually(lambda: gateway.auth.fetches == 2, 10, "no state for the new settings")
+        assert gateway.get(PATIENTS, signer.mint()).status_code == 200
+        # ... and the old one's refresh every 0.2 s has stopped (the new one's is every 10 s).
+        time.sleep(0.5)
+        calls = tenants.status_calls
+        time.sleep(1.0)
+        assert tenants.status_calls - calls <= 1
+
+
 # ----------------------------------------------------------------- counters and health
 
 
