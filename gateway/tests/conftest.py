@@ -8,6 +8,7 @@ so a test sees what a service behind the gateway sees. A real tenants process (s
 scripts/system.py, the launcher ``make run`` uses) serves the Traefik configuration tests.
 """
 
+import secrets
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -34,6 +35,15 @@ from stand_ins import (
 )
 
 EdgeFactory = Callable[..., AbstractContextManager[str]]
+
+# The shared secret of /internal/ (X-Internal-Token) between the gateway under test and the
+# tenants service: each System would otherwise have one of its own.
+INTERNAL_TOKEN = secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="session")
+def internal_token() -> str:
+    return INTERNAL_TOKEN
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +76,11 @@ def tenants_url(tmp_path_factory: pytest.TempPathFactory, auth_url: str) -> Iter
     processes = system.System(
         ports=system.Ports.free(),
         data_dir=base / "data",
-        env={"AUTH_URL": auth_url, "LOG_LEVEL": "WARNING"},
+        env={
+            "AUTH_URL": auth_url,
+            "LOG_LEVEL": "WARNING",
+            "DENTIAPRO_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        },
         log_dir=base / "logs",
     )
     try:
@@ -147,6 +161,7 @@ def start_token_gateway(
                         "EDGE_URL": edge_url,
                         "GATEWAY_AUTH_RATE_AVERAGE": "1000",
                         "GATEWAY_AUTH_RATE_BURST": "1000",
+                        "DENTIAPRO_INTERNAL_TOKEN": INTERNAL_TOKEN,
                         **(env or {}),
                     },
                     log_dir=base / "logs",

@@ -458,12 +458,20 @@ def test_the_internal_token_goes_with_every_registry_request_when_it_is_set(
     assert set(tenants.internal_tokens) == {secret}
 
 
-def test_no_internal_token_is_sent_when_none_is_set(
-    token_gateway: TokenGateway, signer: TestSigner
+def test_the_internal_token_may_come_from_a_file(
+    start_token_gateway: GatewayFactory, signer: TestSigner, tmp_path: Any
 ) -> None:
-    token_gateway.get(PATIENTS, signer.mint(tenant=f"t{uuid.uuid4().hex[:8]}"))
-    assert token_gateway.tenants.internal_tokens
-    assert set(token_gateway.tenants.internal_tokens) == {None}
+    secret = uuid.uuid4().hex
+    (tmp_path / "internal-token").write_text(f"{secret}\n")
+    tenants = TenantsStandIn()
+    env = {
+        "DENTIAPRO_INTERNAL_TOKEN": "",
+        "DENTIAPRO_INTERNAL_TOKEN_FILE": str(tmp_path / "internal-token"),
+    }
+    with start_token_gateway(env=env, tenants=tenants) as gateway:
+        assert gateway.get(PATIENTS, signer.mint(tenant="unknown")).status_code == 401
+    assert tenants.internal_tokens
+    assert set(tenants.internal_tokens) == {secret}
 
 
 # ------------------------------------------------------------- one state per process

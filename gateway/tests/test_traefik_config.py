@@ -71,6 +71,7 @@ def start_gateway(
     edge_url: str,
     tenants_url: str,
     auth_url: str,
+    internal_token: str,
 ) -> Iterator[Callable[..., Gateway]]:
     """``start_gateway(**env)``: a Traefik process with the committed configuration."""
     started: list[Any] = []
@@ -84,6 +85,8 @@ def start_gateway(
             "EDGE_URL": edge_url,
             "GATEWAY_AUTH_RATE_AVERAGE": "1000",
             "GATEWAY_AUTH_RATE_BURST": "1000",
+            # The tenants process's secret: the token check asks its /internal/ paths.
+            "DENTIAPRO_INTERNAL_TOKEN": internal_token,
             **extra_env,
         }
         processes = launcher.System(

@@ -12,7 +12,6 @@ import (
 	"math"
 	"math/big"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,7 +82,7 @@ func newChecker(s settings) *checker {
 			Timeout:   s.timeout,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second},
 		},
-		secret:  os.Getenv(internalTokenVariable),
+		secret:  internalToken(),
 		keys:    map[string]*signingKey{},
 		tokens:  map[string]*principal{},
 		answers: map[string]answer{},

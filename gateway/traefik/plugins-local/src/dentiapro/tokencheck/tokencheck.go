@@ -41,8 +41,10 @@ const (
 	// DESIGN.md: a deleted tenant's tokens stop working at the gateway within one minute.
 	maxTenantStaleness = 60 * time.Second
 	maxRequestIDLength = 128
-	// The tenants service will require it on /internal/ (sent whenever it is set).
-	internalTokenVariable = "DENTIAPRO_INTERNAL_TOKEN"
+	// The shared secret the tenants service requires on /internal/ (X-Internal-Token), as the
+	// services read it: the value, or a file holding it (a mounted secret).
+	internalTokenVariable     = "DENTIAPRO_INTERNAL_TOKEN"
+	internalTokenFileVariable = "DENTIAPRO_INTERNAL_TOKEN_FILE"
 )
 
 // Config is the middleware's dynamic configuration; times are in seconds.
@@ -406,6 +408,24 @@ func (r *recorder) replay(rw http.ResponseWriter) {
 	}
 	rw.WriteHeader(r.status)
 	_, _ = rw.Write(r.body)
+}
+
+// internalToken: DENTIAPRO_INTERNAL_TOKEN, else the content of DENTIAPRO_INTERNAL_TOKEN_FILE,
+// read from Traefik's environment when the checker starts; "" sends none.
+func internalToken() string {
+	if token := strings.TrimSpace(os.Getenv(internalTokenVariable)); token != "" {
+		return token
+	}
+	path := os.Getenv(internalTokenFileVariable)
+	if path == "" {
+		return ""
+	}
+	content, err := os.ReadFile(path)
+	if err != nil {
+		logf("could not read %s (%v): no X-Internal-Token is sent", internalTokenFileVariable, err)
+		return ""
+	}
+	return strings.TrimSpace(string(content))
 }
 
 // logf writes a warning to Traefik's log (a plugin's stderr goes there as it is), as one JSON
