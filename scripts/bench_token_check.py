@@ -40,10 +40,16 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "bench")]
 
+import measure  # noqa: E402
 import mixes  # noqa: E402
+import report  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 from system import TRAEFIK_DIR, Ports, System  # noqa: E402
 
-import bench  # noqa: E402  scripts/bench.py: databases, seeding, one measured wrk run
+# scripts/bench.py: its fresh databases, environment and seeding (nothing else of it is used,
+# so its own options and reports may change freely).
+import bench  # noqa: E402
 
 VARIANTS = ("forwardauth", "plugin", "plain")
 PROCESSES = ("traefik", "edge", "auth", "clinic", "tenants", "postgres")
@@ -59,9 +65,84 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--consultations", type=int, default=3000)
     parser.add_argument("--mixes", default="read,write")
+    parser.add_argument("--postgres-url", default=bench.DEFAULT_POSTGRES_URL)
     parser.add_argument("--output", type=Path)
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.mixes = [mix for mix in args.mixes.split(",") if mix]
+    return args
+
+
+class Measured:
+    """One wrk run against a variant, with the CPU of its processes and of this system's
+    PostgreSQL backends (as scripts/bench.py counts them)."""
+
+    def __init__(self, args: argparse.Namespace, engine: Any, databases: list[str]) -> None:
+        self.args = args
+        self.engine = engine
+        self.databases = databases
+        cores = os.cpu_count() or 1
+        # wrk on the last core, as make bench runs it.
+        self.wrk_cpu = cores - 1 if cores >= 2 and shutil.which("taskset") else None
+
+    def _backends(self) -> dict[int, float]:
+        with self.engine.connect() as connection:
+            pids = connection.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = ANY(:names) AND pid <> pg_backend_pid()"
+                ),
+                {"names": self.databases},
+            ).scalars()
+            return {int(pid): measure.process_cpu(int(pid)) for pid in pids}
+
+    def wrk(self, url: str, config: Path, mix: str, duration: float) -> measure.WrkRun:
+        return measure.run_wrk(
+            url,
+            config=config,
+            mix=mix,
+            duration=duration,
+            connections=self.args.connections,
+            cpu=self.wrk_cpu,
+        )
+
+    def run(
+        self, variant: str, url: str, pids: dict[str, int], config: Path, mix: str, repeat: int
+    ) -> dict[str, Any]:
+        if self.args.warmup > 0:
+            self.wrk(url, config, mix, self.args.warmup)
+        backends = self._backends()
+        before = {**{n: measure.process_cpu(p) for n, p in pids.items()}}
+        before["machine"] = measure.machine_busy()
+        result = self.wrk(url, config, mix, self.args.duration)
+        after = {**{n: measure.process_cpu(p) for n, p in pids.items()}}
+        after["machine"] = measure.machine_busy()
+        now = self._backends()
+        # Backends that exist now: all their CPU if they are new, the difference if not.
+        before["postgres"] = sum(cpu for pid, cpu in backends.items() if pid in now)
+        after["postgres"] = sum(now.values())
+        record = report.run_record(
+            target=variant,
+            mix=mix,
+            repeat=repeat,
+            wrk=result.result,
+            wrk_cpu_s=result.cpu_seconds,
+            cpu_before=before,
+            cpu_after=after,
+            rss_mb={n: measure.rss_mb(p) for n, p in pids.items()},
+        )
+        print(
+            f"[token-check {time.strftime('%H:%M:%S')}] {variant:<12} {mix:<6} #{repeat} "
+            f"{record['rps']:>6.0f} req/s  p99 {record['latency_ms']['p99']:.1f} ms  "
+            f"{record['cpu_ms_per_request']['total']:.3f} CPU ms/req  "
+            f"errors {record['errors']['non2xx'] + record['errors']['socket']}",
+            flush=True,
+        )
+        return record
 
 
 def plain_route_table(destination: Path) -> Path:
@@ -172,24 +253,23 @@ def main() -> int:
     assert (tree / "gateway" / "edge" / "verify.py").exists(), f"{tree}: no ForwardAuth edge"
     started = datetime.now(UTC)
     output = args.output or ROOT / "bench-results" / f"token-check-{started:%Y%m%dT%H%M%SZ}.json"
-    options = ["--duration", str(args.duration), "--repeat", str(args.repeat)]
-    bench_args = bench.parse_args([*options, "--mixes", args.mixes, "--targets", "gateway"])
     runs: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="dentiapro-token-check-") as tmp,
-        bench.fresh_databases(bench_args.postgres_url) as databases,
+        bench.fresh_databases(args.postgres_url) as databases,
     ):
         work = Path(tmp)
         env = bench.system_environment(databases, secrets.token_urlsafe(18))
         system = System(ports=Ports.free(), data_dir=work / "data", log_dir=work / "logs", env=env)
         extras: list[System] = []
         with system:
-            measured = bench.Bench(bench_args, system, work, databases)
+            seeder = bench.Bench(args, system, work, databases)
+            measured = Measured(
+                args, seeder.clinic_engine, [str(make_url(u).database) for u in databases.values()]
+            )
             try:
-                measured.log("seeding")
-                config = mixes.write_config(
-                    work / "main.lua", [measured.seed_main()], bench_args.patients
-                )
+                print("[token-check] seeding", flush=True)
+                config = mixes.write_config(work / "main.lua", [seeder.seed_main()], args.patients)
                 edge_port = Ports.free().edge
                 with forwardauth_edge(tree, system, edge_port, work / "logs") as edge_pid:
                     forwardauth = extra_traefik(
@@ -201,44 +281,26 @@ def main() -> int:
                     )  # fmt: skip
                     extras += [forwardauth, plain]
                     services = {n: system.processes[n].pid for n in ("auth", "clinic", "tenants")}
+                    edge = system.processes["edge"].pid
                     variants = {
-                        "forwardauth": (
-                            forwardauth,
-                            {"traefik": forwardauth.processes["traefik"].pid, "edge": edge_pid},
-                        ),
-                        "plugin": (
-                            system,
-                            {
-                                "traefik": system.processes["traefik"].pid,
-                                "edge": system.processes["edge"].pid,
-                            },
-                        ),
-                        "plain": (
-                            plain,
-                            {
-                                "traefik": plain.processes["traefik"].pid,
-                                "edge": system.processes["edge"].pid,
-                            },
-                        ),
+                        "forwardauth": (forwardauth, edge_pid),
+                        "plugin": (system, edge),
+                        "plain": (plain, edge),
                     }
                     for repeat in range(1, args.repeat + 1):
-                        for mix in bench_args.mixes:
-                            for variant, (gateway, pids) in variants.items():
-                                measured.warm_up(gateway.gateway_url, config, mix)
+                        for mix in args.mixes:
+                            for variant, (gateway, edge_of) in variants.items():
+                                traefik = gateway.processes["traefik"].pid
+                                pids = {"traefik": traefik, "edge": edge_of, **services}
                                 runs.append(
-                                    measured.measure(
-                                        target=variant,
-                                        mix=mix,
-                                        config=config,
-                                        repeat=repeat,
-                                        pids={**pids, **services},
-                                        url=gateway.gateway_url,
+                                    measured.run(
+                                        variant, gateway.gateway_url, pids, config, mix, repeat
                                     )
                                 )
             finally:
                 for extra in extras:
                     extra.stop()
-                measured.clinic_engine.dispose()
+                seeder.clinic_engine.dispose()
     summary = summarise(runs)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(
@@ -246,11 +308,7 @@ def main() -> int:
             {
                 "started_at": started.isoformat(),
                 "machine": bench.machine(),
-                "settings": {
-                    "duration": args.duration,
-                    "repeat": args.repeat,
-                    "cpus": os.cpu_count(),
-                },
+                "settings": {k: str(v) for k, v in vars(args).items() if k != "postgres_url"},
                 "runs": runs,
                 "summary": summary,
             },
