@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any, Self
 
@@ -31,6 +31,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAEFIK_DIR = ROOT / "gateway" / "traefik"
+# Traefik's working directory: local plugins load from ./plugins-local in it (the token check).
+TRAEFIK_WORKDIR = TRAEFIK_DIR
 SERVICES = ("auth", "clinic", "tenants", "edge")
 APP_MODULES = {name: f"{name}.main:create_app" for name in SERVICES}
 STOP_GRACE = 10.0
@@ -52,6 +54,8 @@ class Ports:
     edge: int = 8004
     # Traefik's API and ping (loopback only); DESIGN.md names no variable for it.
     traefik_api: int = 8080
+    # Traefik's internal entry point: the token check's counters for Prometheus.
+    traefik_internal: int = 8082
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Ports":
@@ -64,12 +68,13 @@ class Ports:
             tenants=int(env.get("TENANTS_PORT", defaults.tenants)),
             edge=int(env.get("EDGE_PORT", defaults.edge)),
             traefik_api=int(env.get("TRAEFIK_API_PORT", defaults.traefik_api)),
+            traefik_internal=int(env.get("TRAEFIK_INTERNAL_PORT", defaults.traefik_internal)),
         )
 
     @classmethod
     def free(cls) -> "Ports":
-        """Six distinct free ports on loopback (tests run systems side by side)."""
-        sockets = [socket.socket() for _ in range(6)]
+        """Distinct free ports on loopback, one per field (tests run systems side by side)."""
+        sockets = [socket.socket() for _ in fields(cls)]
         try:
             for sock in sockets:
                 sock.bind(("127.0.0.1", 0))
@@ -87,7 +92,9 @@ def traefik_binary() -> str:
     return "traefik"
 
 
-def render_traefik_config(ports: Ports, destination: Path) -> Path:
+def render_traefik_config(
+    ports: Ports, destination: Path, dynamic_dir: Path = TRAEFIK_DIR / "dynamic"
+) -> Path:
     """gateway/traefik/traefik.yml with this system's ports and the path of dynamic/.
 
     Traefik reads static configuration from one source only and does not template it, so the
@@ -96,7 +103,8 @@ def render_traefik_config(ports: Ports, destination: Path) -> Path:
     config = yaml.safe_load((TRAEFIK_DIR / "traefik.yml").read_text())
     config["entryPoints"]["web"]["address"] = f"127.0.0.1:{ports.gateway}"
     config["entryPoints"]["traefik"]["address"] = f"127.0.0.1:{ports.traefik_api}"
-    config["providers"]["file"]["directory"] = str(TRAEFIK_DIR / "dynamic")
+    config["entryPoints"]["internal"]["address"] = f"127.0.0.1:{ports.traefik_internal}"
+    config["providers"]["file"]["directory"] = str(dynamic_dir)
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_text(yaml.safe_dump(config, sort_keys=False))
     return destination
@@ -119,13 +127,16 @@ class System:
         env: Mapping[str, str] | None = None,
         log_dir: Path | None = None,
         state_dir: Path | None = None,
+        traefik_dynamic_dir: Path = TRAEFIK_DIR / "dynamic",
     ) -> None:
         """``env`` adds to (and overrides) the environment; ``log_dir`` None logs to the console,
-        each line prefixed with the process name."""
+        each line prefixed with the process name; ``traefik_dynamic_dir`` replaces the committed
+        route table (tests that change a setting the environment does not template)."""
         self.ports = ports
         self.data_dir = data_dir.resolve()
         self.log_dir = log_dir
         self.state_dir = (state_dir or self.data_dir / "run").resolve()
+        self.traefik_dynamic_dir = traefik_dynamic_dir
         self.env = self._environment(env or {})
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._log_files: dict[str, IO[bytes]] = {}
@@ -140,6 +151,11 @@ class System:
     @property
     def traefik_api_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.traefik_api}"
+
+    @property
+    def token_check_metrics_url(self) -> str:
+        """The token check's counters (Traefik's internal entry point)."""
+        return f"http://127.0.0.1:{self.ports.traefik_internal}/metrics/"
 
     def url(self, name: str) -> str:
         """Direct URL of one service process (auth, clinic, tenants, edge)."""
@@ -167,7 +183,9 @@ class System:
 
     def command(self, name: str) -> list[str]:
         if name == "traefik":
-            config = render_traefik_config(self.ports, self.state_dir / "traefik.yml")
+            config = render_traefik_config(
+                self.ports, self.state_dir / "traefik.yml", self.traefik_dynamic_dir
+            )
             return [traefik_binary(), f"--configFile={config}"]
         return [
             sys.executable,
@@ -215,7 +233,7 @@ class System:
             output = subprocess.PIPE
         process = subprocess.Popen(
             self.command(name),
-            cwd=ROOT,
+            cwd=TRAEFIK_WORKDIR if name == "traefik" else ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=output,
@@ -336,6 +354,23 @@ class System:
         if name != "traefik":
             self.wait_until_service_healthy(name, timeout)
         self.wait_until_routed(timeout)
+        if name == "traefik":
+            self.wait_until_keys_loaded(timeout)
+
+    def wait_until_keys_loaded(self, timeout: float = 30.0) -> None:
+        """Until the gateway's token check holds auth's signing keys (its /health/ says so in
+        ``checks.jwks``, whatever the services' state): a Traefik just (re)started fetches them
+        in the background, and answers 503 to protected routes until then."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            with suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+                response = httpx.get(f"{self.gateway_url}/health/", timeout=5.0)
+                last = response.text[:500]
+                if response.json()["checks"]["jwks"]["status"] == "pass":
+                    return
+            time.sleep(0.1)
+        raise StartupError(f"the gateway has no signing keys ({last})\n{self.log_tail('traefik')}")
 
     def stop(self) -> None:
         """Stop every process: all SIGTERMed at once, then waited for (SIGKILL after grace)."""

@@ -30,6 +30,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+# Traefik's working directory in these tests: plugins-local/ (the token check) is in it, as it
+# is in the container's (compose mounts it at /plugins-local).
+TRAEFIK_WORKDIR = ROOT / "gateway" / "traefik"
 VENV_BIN = Path(sys.executable).parent
 APP_SERVICES = ("auth", "clinic", "tenants", "edge")
 # Values a real deploy/.env would hold; the checks need every required variable set.
@@ -139,7 +142,7 @@ def compose_config(
 def render_kustomization(
     kubectl: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[[str], list[Json]]:
-    """Render ``base`` or an overlay with ``kubectl kustomize`` into a list of objects.
+    """Render ``base``, ``traefik`` or an overlay with ``kubectl kustomize`` into objects.
 
     Overlays generate Secrets from files that are never committed, so they render from a copy
     of deploy/k8s with placeholder files where an operator would put the real ones.
@@ -150,7 +153,7 @@ def render_kustomization(
         if target in cache:
             return cache[target]
         source = DEPLOY / "k8s"
-        if target != "base":
+        if target.startswith("overlays/"):
             copy = tmp_path_factory.mktemp("k8s") / "k8s"
             shutil.copytree(source, copy)
             secrets = copy / target / "secrets"
@@ -206,11 +209,16 @@ def _wait_until(
 
 @contextmanager
 def _process(
-    command: list[str], env: dict[str, str], log: Path
+    command: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as output:
         process = subprocess.Popen(
-            command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         yield process
@@ -237,10 +245,16 @@ class TraefikProcess:
     """
 
     def __init__(
-        self, gateway_port: int, api_port: int, log: Path, namespace_pid: int | None = None
+        self,
+        ports: tuple[int, int, int],
+        log: Path,
+        namespace_pid: int | None = None,
     ) -> None:
+        gateway_port, api_port, internal_port = ports
         self.gateway_url = f"http://127.0.0.1:{gateway_port}"
         self.api_url = f"http://127.0.0.1:{api_port}"
+        # The internal entry point: the token check's counters.
+        self.internal_url = f"http://127.0.0.1:{internal_port}"
         self.log = log
         pid = namespace_pid
         self._executor = ThreadPoolExecutor(
@@ -278,9 +292,10 @@ def _traefik(
 ) -> Iterator[TraefikProcess]:
     """gateway/traefik/traefik.yml and dynamic/ in a Traefik process, with ``urls`` as its env.
 
-    Only what a container changes is rendered: loopback ports instead of :8000/:8080, and the
-    dynamic directory's host path instead of its mount point (compose mounts the same files;
-    test_compose checks that mapping).
+    Only what a container changes is rendered: loopback ports instead of :8000/:8080/:8082,
+    and the dynamic directory's host path instead of its mount point; it runs in gateway/traefik,
+    whose plugins-local/ the container has in its working directory (compose mounts the same
+    files; test_compose checks that mapping).
     """
     static = yaml.safe_load((ROOT / "gateway" / "traefik" / "traefik.yml").read_text())
     static["providers"]["file"]["directory"] = str(ROOT / "gateway" / "traefik" / "dynamic")
@@ -288,15 +303,16 @@ def _traefik(
     log = directory / "traefik.log"
     attempts = 3  # on the host, another test's process may take a port before Traefik binds
     for attempt in range(1, attempts + 1):
-        gateway_port, api_port = free_ports(2)
+        ports = gateway_port, api_port, internal_port = tuple(free_ports(3))
         static["entryPoints"]["web"]["address"] = f"127.0.0.1:{gateway_port}"
         static["entryPoints"]["traefik"]["address"] = f"127.0.0.1:{api_port}"
+        static["entryPoints"]["internal"]["address"] = f"127.0.0.1:{internal_port}"
         config = directory / "traefik.yml"
         config.write_text(yaml.safe_dump(static))
         command = [str(binary), f"--configFile={config}"]
         if isolated:
             command = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *command]  # fmt: skip
-        with _process(command, env, log) as process:
+        with _process(command, env, log, cwd=TRAEFIK_WORKDIR) as process:
             if isolated:
                 # Join the namespace only once unshare has made it (until then it is the host's).
                 host_namespace = os.readlink("/proc/self/ns/net")
@@ -311,7 +327,7 @@ def _traefik(
                     log,
                     process,
                 )
-            traefik = TraefikProcess(gateway_port, api_port, log, process.pid if isolated else None)
+            traefik = TraefikProcess(ports, log, process.pid if isolated else None)
             try:
 
                 def routers_loaded(traefik: TraefikProcess = traefik) -> bool:
@@ -391,8 +407,14 @@ def _traefik_metrics(traefik: TraefikProcess) -> dict[str, set[str] | None]:
         for path in ("/health/", "/api/auth/jwks/", "/api/patients/", "/api/tenants/", "/nowhere"):
             traefik.get(traefik.gateway_url + path, timeout=10)
         metrics = _parse_exposition(traefik.get(traefik.gateway_url + "/metrics/").text)
+        # The token check's counters, from the internal entry point: the same process.
+        metrics.update(_parse_exposition(traefik.get(traefik.internal_url + "/metrics/").text))
         # The gauge appears once a health check has run (its interval is 5 s).
-        return {"traefik_router_requests_total", "traefik_service_server_up"} <= metrics.keys()
+        return {
+            "traefik_router_requests_total",
+            "traefik_service_server_up",
+            "gateway_token_checks_total",
+        } <= metrics.keys()
 
     _wait_until(exported, 30, "traefik router metrics and traefik_service_server_up", traefik.log)
     return metrics
@@ -427,7 +449,6 @@ def _scrape_running_system(directory: Path, traefik_binary: Path) -> MetricCatal
                 return httpx.get(f"{url}/health/live", timeout=2).status_code == 200
 
             _wait_until(live, START_TIMEOUT, name, directory / f"{name}.log", processes[name])
-        httpx.get(f"{urls['edge']}/verify/", timeout=10)  # no token: a denied check
         gateway_env = {f"{name.upper()}_URL": url for name, url in urls.items()}
         traefik = stack.enter_context(_traefik(traefik_binary, directory, gateway_env, False))
         catalogue = {"traefik": _traefik_metrics(traefik)}

@@ -151,6 +151,15 @@ def test_traefik_uses_the_gateway_files_where_its_static_config_expects_them(
         mounts[ROOT / "gateway" / "traefik" / "dynamic"] == static["providers"]["file"]["directory"]
     )
     assert all(v.get("read_only") for v in traefik["volumes"])
+    # Local plugins load from ./plugins-local in Traefik's working directory: the token
+    # check's source, at the path its module name gives.
+    plugins = static["experimental"]["localPlugins"]
+    assert mounts[ROOT / "gateway" / "traefik" / "plugins-local"] == "/plugins-local"
+    assert traefik["working_dir"] == "/"
+    for plugin in plugins.values():
+        source = ROOT / "gateway" / "traefik" / "plugins-local" / "src" / plugin["moduleName"]
+        assert (source / ".traefik.yml").is_file()
+    assert static["experimental"]["abortOnPluginFailure"] is True
     # The gateway port of the static configuration is the one published.
     web_port = int(static["entryPoints"]["web"]["address"].rsplit(":", 1)[1])
     assert [p["target"] for p in traefik["ports"]] == [web_port]

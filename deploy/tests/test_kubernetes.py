@@ -6,6 +6,7 @@ references are checked here instead, and their routes against the gateway's own 
 
 import copy
 import re
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = ROOT / "gateway" / "traefik" / "plugins-local"
 APP_SERVICES = ("auth", "clinic", "tenants", "edge")
 DATABASE_SERVICES = ("auth", "clinic", "tenants")
 TRAEFIK_GROUP = "traefik.io/"
@@ -228,17 +230,20 @@ def test_middlewares_reference_existing_middlewares_and_services(production: lis
         if "errors" in spec:
             ref = spec["errors"]["service"]
             assert ref["port"] in [p["port"] for p in services[ref["name"]]["spec"]["ports"]]
-        if "forwardAuth" in spec:
-            # Traefik runs in another namespace: the address must be the Service's FQDN.
-            address = urlsplit(spec["forwardAuth"]["address"])
-            host = address.hostname or ""
-            service, _, rest = host.partition(".")
-            assert rest == f"{namespace}.svc.cluster.local", host
-            assert address.port in [p["port"] for p in services[service]["spec"]["ports"]]
+        for config in spec.get("plugin", {}).values():
+            for key in ("authUrl", "tenantsUrl"):
+                if key not in config:
+                    continue
+                # Traefik runs in another namespace: the URL must be the Service's FQDN.
+                address = urlsplit(config[key])
+                host = address.hostname or ""
+                service, _, rest = host.partition(".")
+                assert rest == f"{namespace}.svc.cluster.local", host
+                assert address.port in [p["port"] for p in services[service]["spec"]["ports"]]
 
 
 # Fields Traefik's API reports with their default value when the file leaves them out.
-TRAEFIK_DEFAULTS = {"forwardAuth": {"maxBodySize": -1}}
+TRAEFIK_DEFAULTS: dict[str, Json] = {}
 
 
 def _comparable(kind: str, config: Json) -> Json:
@@ -252,9 +257,13 @@ def _comparable(kind: str, config: Json) -> Json:
         assert (service["name"] if isinstance(service, dict) else service) == "edge"
         if "statusRewrites" in config:
             config["statusRewrites"] = {str(k): int(v) for k, v in config["statusRewrites"].items()}
-    elif kind == "forwardAuth":
-        # The host differs (a namespace FQDN in Kubernetes); the path is the edge's endpoint.
-        config["address"] = urlsplit(config["address"]).path
+    elif kind == "plugin":
+        # The hosts differ (a namespace FQDN in Kubernetes): the Service's name and port count.
+        for settings in config.values():
+            for key in ("authUrl", "tenantsUrl"):
+                if key in settings:
+                    url = urlsplit(settings[key])
+                    settings[key] = f"{(url.hostname or '').split('.')[0]}:{url.port}"
     for key, default in TRAEFIK_DEFAULTS.get(kind, {}).items():
         if config.get(key) == default:
             del config[key]
@@ -278,7 +287,6 @@ def test_ingress_route_serves_the_same_route_table_as_the_gateway(
         for r in routers
         if r["provider"] == "file"
     )
-    (ingress,) = by_kind(production, "IngressRoute").values()
     actual = sorted(
         (
             route["match"],
@@ -287,6 +295,7 @@ def test_ingress_route_serves_the_same_route_table_as_the_gateway(
             route["services"][0]["name"],
             tuple(ingress["spec"]["entryPoints"]),
         )
+        for ingress in by_kind(production, "IngressRoute").values()
         for route in ingress["spec"]["routes"]
     )
     assert actual == expected
@@ -344,11 +353,11 @@ def test_routes_use_the_gateways_upstream_timeouts(production: list[Json]) -> No
             for key, value in transport["forwardingTimeouts"].items()
         }
         assert transports[name]["spec"]["forwardingTimeouts"] == expected
-    (ingress,) = by_kind(production, "IngressRoute").values()
-    for route in ingress["spec"]["routes"]:
-        for ref in route["services"]:
-            if ref.get("kind") != "TraefikService":
-                assert ref["serversTransport"] in transports, ref
+    for ingress in by_kind(production, "IngressRoute").values():
+        for route in ingress["spec"]["routes"]:
+            for ref in route["services"]:
+                if ref.get("kind") != "TraefikService":
+                    assert ref["serversTransport"] in transports, ref
 
 
 def _flags(tree: Any, prefix: str) -> set[str]:
@@ -370,6 +379,7 @@ def traefik_values() -> Json:
 def test_cluster_traefik_gets_the_static_settings_of_the_gateway(traefik_values: Json) -> None:
     static = yaml.safe_load((ROOT / "gateway" / "traefik" / "traefik.yml").read_text())
     expected = _flags(static["metrics"], "") | _flags(static["global"], "global")
+    expected |= _flags(static["experimental"], "experimental")
     for name, entry_point in static["entryPoints"].items():
         expected |= _flags(entry_point.get("http", {}), f"entryPoints.{name}.http")
     expected = {flag.replace("--prometheus.", "--metrics.prometheus.") for flag in expected}
@@ -377,7 +387,36 @@ def test_cluster_traefik_gets_the_static_settings_of_the_gateway(traefik_values:
     assert given == expected
     web_port = int(static["entryPoints"]["web"]["address"].rsplit(":", 1)[1])
     assert traefik_values["ports"]["web"]["port"] == web_port
+    internal_port = int(static["entryPoints"]["internal"]["address"].rsplit(":", 1)[1])
+    assert traefik_values["ports"]["internal"]["port"] == internal_port
+    assert traefik_values["ports"]["internal"]["expose"] == {"default": False}
     assert traefik_values["logs"]["general"]["level"] == static["log"]["level"]
+
+
+def test_cluster_traefik_mounts_the_token_check_plugin_from_its_config_map(
+    traefik_values: Json, render_kustomization: Render
+) -> None:
+    """deploy/k8s/traefik renders the plugin's source into Traefik's namespace; the Helm values
+    mount it where Traefik loads the module it names (its working directory is /)."""
+    static = yaml.safe_load((ROOT / "gateway" / "traefik" / "traefik.yml").read_text())
+    ((name, plugin),) = static["experimental"]["localPlugins"].items()
+    source = PLUGINS / "src" / plugin["moduleName"]
+    (config_map,) = by_kind(render_kustomization("traefik"), "ConfigMap").values()
+    assert config_map["metadata"]["namespace"] == "traefik"
+    files = {path.name: path.read_text() for path in source.iterdir() if path.is_file()}
+    assert config_map["data"] == files  # every file, as committed
+    (volume,) = traefik_values["deployment"]["additionalVolumes"]
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    (mount,) = traefik_values["additionalVolumeMounts"]
+    assert mount == {
+        "name": volume["name"],
+        "mountPath": f"/plugins-local/src/{plugin['moduleName']}",
+        "readOnly": True,
+    }
+    assert (
+        f"--experimental.localPlugins.{name}.moduleName={plugin['moduleName']}"
+        in (traefik_values["additionalArguments"])
+    )
 
 
 def test_cluster_traefik_flags_are_accepted_by_this_traefik(
@@ -389,10 +428,16 @@ def test_cluster_traefik_flags_are_accepted_by_this_traefik(
         str(traefik_binary),
         "--entryPoints.web.address=127.0.0.1:0",
         "--entryPoints.traefik.address=127.0.0.1:0",
+        "--entryPoints.internal.address=127.0.0.1:0",
         "--metrics.prometheus=true",
         *flags,
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # With plugins-local/ in its working directory, as the pod has it at / (the ConfigMap's
+    # mount); not in gateway/traefik, where Traefik would read traefik.yml instead of flags.
+    shutil.copytree(PLUGINS, tmp_path / "plugins-local")
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         process.wait(timeout=1.5)  # a rejected flag stops Traefik within milliseconds
     except subprocess.TimeoutExpired:

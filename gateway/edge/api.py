@@ -1,4 +1,8 @@
-"""The edge's routes: the gateway's ``/health/`` and JSON error pages (``/verify/``: verify.py)."""
+"""The edge's routes: the gateway's aggregated ``/health/`` and JSON error pages.
+
+Tokens are checked inside Traefik (the tokencheck plugin, gateway/traefik/plugins-local); the
+plugin also adds the gateway's own signing-key check to this ``/health/`` on its way out.
+"""
 
 import asyncio
 import time
@@ -7,7 +11,6 @@ from typing import Any
 
 import httpx
 from common.observability import KNOWN_METHODS
-from common.tokens import KEYS_NOT_LOADED, TokenVerifier
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -62,36 +65,63 @@ async def _check_service(client: httpx.AsyncClient, url: str, timeout: float) ->
     return {"status": "pass", "time_ms": elapsed}
 
 
-def health_router(version: str) -> APIRouter:
+class HealthAggregate:
+    """Every service's ``/health/``, checked concurrently, the answer reused for
+    ``health_cache_seconds``: one fan-out at a time, concurrent callers share it, so a flood of
+    (unauthenticated) calls costs the services and their databases one check per period."""
+
+    def __init__(self, client: httpx.AsyncClient, settings: EdgeSettings, version: str) -> None:
+        self._client = client
+        self._settings = settings
+        self._version = version
+        self._answer: tuple[int, dict[str, Any]] | None = None
+        self._answered_at = float("-inf")
+        self._pending: asyncio.Task[tuple[int, dict[str, Any]]] | None = None
+
+    async def answer(self) -> tuple[int, dict[str, Any]]:
+        """The status code and body of the gateway's ``/health/``."""
+        fresh = time.monotonic() - self._answered_at < self._settings.health_cache_seconds
+        if self._answer is not None and fresh:
+            return self._answer
+        if self._pending is None:
+            self._pending = asyncio.create_task(self._check_all())
+        # Shielded: one caller going away must not cancel the check the others wait for.
+        return await asyncio.shield(self._pending)
+
+    async def _check_all(self) -> tuple[int, dict[str, Any]]:
+        try:
+            settings = self._settings
+            names = list(settings.upstreams)
+            results = await asyncio.gather(
+                *(
+                    _check_service(
+                        self._client, settings.upstreams[name], settings.upstream_health_timeout
+                    )
+                    for name in names
+                )
+            )
+            healthy = all(result["status"] == "pass" for result in results)
+            body = {
+                "status": "pass" if healthy else "fail",
+                "version": self._version,
+                "services": dict(zip(names, results, strict=True)),
+            }
+            self._answer = (200 if healthy else 503, body)
+            self._answered_at = time.monotonic()
+            return self._answer
+        finally:
+            self._pending = None
+
+
+def health_router() -> APIRouter:
     """The gateway's /health/ (every service, concurrently) and the edge's own liveness."""
     health = APIRouter(tags=["health"])
 
     @health.get("/health/", summary="Readiness of every service behind the gateway")
     async def aggregate_health(request: Request) -> JSONResponse:
-        settings: EdgeSettings = request.app.state.settings
-        client: httpx.AsyncClient = request.app.state.http
-        names = list(settings.upstreams)
-        results = await asyncio.gather(
-            *(
-                _check_service(client, settings.upstreams[name], settings.upstream_health_timeout)
-                for name in names
-            )
-        )
-        services = dict(zip(names, results, strict=True))
-        verifier: TokenVerifier = request.app.state.token_verifier
-        keys = (
-            {"status": "pass"}
-            if verifier.has_keys
-            else {"status": "fail", "output": KEYS_NOT_LOADED}
-        )
-        healthy = keys["status"] == "pass" and all(r["status"] == "pass" for r in results)
-        body = {
-            "status": "pass" if healthy else "fail",
-            "version": version,
-            "services": services,
-            "checks": {"jwks": keys},
-        }
-        return JSONResponse(body, status_code=200 if healthy else 503)
+        aggregate: HealthAggregate = request.app.state.health
+        status, body = await aggregate.answer()
+        return JSONResponse(body, status_code=status)
 
     @health.get("/health/live/", summary="Liveness: the edge process answers")
     async def live() -> dict[str, str]:

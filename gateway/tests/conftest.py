@@ -1,32 +1,43 @@
-"""Fixtures of the edge's tests: real HTTP against the edge app, a real tenants service.
+"""Fixtures of the gateway's tests: the edge over real HTTP, and the real Traefik with the token
+check plugin in front of stand-ins for auth and tenants.
 
-The tenants service runs as a process (started by scripts/system.py, the launcher ``make run``
-uses), on its own SQLite file; it verifies tokens with the JWKS of the tests' signing key,
-served over HTTP in place of auth's ``/api/auth/jwks/``.
+The stand-ins are small apps on real sockets (the tests control what they answer and count what
+they are asked): auth's JWKS with the tests' signing keys, and the tenants service's internal
+status endpoints, which also echo any ``/api/`` request back with the headers it arrived with,
+so a test sees what a service behind the gateway sees. A real tenants process (started by
+scripts/system.py, the launcher ``make run`` uses) serves the Traefik configuration tests.
 """
 
 import secrets
 import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import httpx
 import pytest
-from common.testing import JwksServer, TestSigner, serve
+from common.testing import JwksServer, TestSigner, free_port, serve
 from edge.main import create_app
 from edge.settings import EdgeSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import system
+from stand_ins import (
+    AuthStandIn,
+    GatewayFactory,
+    TenantsStandIn,
+    TokenGateway,
+    dynamic_config,
+    serving,
+    wait_until_routed,
+)
 
 EdgeFactory = Callable[..., AbstractContextManager[str]]
 
-
-# The shared secret of /internal/ between the edge under test and the tenants service.
+# The shared secret of /internal/ (X-Internal-Token) between the gateway under test and the
+# tenants service: each System would otherwise have one of its own.
 INTERNAL_TOKEN = secrets.token_urlsafe(24)
 
 
@@ -86,44 +97,91 @@ def superuser_headers(signer: TestSigner) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def make_edge(signer: TestSigner, tenants_url: str, auth_url: str) -> EdgeFactory:
-    """``with make_edge(**settings) as url``: an edge app on uvicorn; the tests' signer's keys
-    unless ``real_jwks=True`` (then fetched from ``auth_url`` over HTTP, as in production)."""
+def make_edge(tenants_url: str, auth_url: str) -> EdgeFactory:
+    """``with make_edge(**settings) as url``: an edge app on uvicorn; its upstreams are the
+    tests' auth stand-in and the real tenants service unless overridden."""
 
-    def make(*, real_jwks: bool = False, **overrides: Any) -> AbstractContextManager[str]:
+    def make(**overrides: Any) -> AbstractContextManager[str]:
         values: dict[str, Any] = {
             "auth_url": auth_url,
             "tenants_url": tenants_url,
             "clinic_url": tenants_url,
-            "tenant_cache_seconds": 30.0,
-            "internal_token": INTERNAL_TOKEN,
             **overrides,
         }
-        settings = EdgeSettings(**values)
-        verifier = None if real_jwks else signer.verifier()
-        return serve(create_app(settings, token_verifier=verifier))
+        return serve(create_app(EdgeSettings(**values)))
 
     return make
-
-
-def _wait_for_keys(url: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        checks = httpx.get(f"{url}/health/", timeout=5).json()["checks"]
-        if checks["jwks"]["status"] == "pass":
-            return
-        time.sleep(0.05)
-    raise AssertionError("edge did not load its signing keys")
-
-
-@pytest.fixture(scope="session")
-def wait_for_keys() -> Callable[[str], None]:
-    """The edge loads its keys in the background at start-up: ``wait_for_keys(edge_url)``."""
-    return _wait_for_keys
 
 
 @pytest.fixture(scope="session")
 def edge_url(make_edge: EdgeFactory) -> Iterator[str]:
     with make_edge() as url:
-        _wait_for_keys(url)
         yield url
+
+
+@pytest.fixture(scope="session")
+def start_token_gateway(
+    tmp_path_factory: pytest.TempPathFactory, signer: TestSigner
+) -> GatewayFactory:
+    """``with start_token_gateway(env=..., auth=..., tenants=...) as gateway``: Traefik with the
+    plugin in front of the stand-ins and a real edge; it waits until the routes are loaded
+    (and the signing keys, unless ``wait_for_keys=False``)."""
+
+    @contextmanager
+    def start(
+        *,
+        env: dict[str, str] | None = None,
+        auth: AuthStandIn | None = None,
+        tenants: TenantsStandIn | None = None,
+        auth_port: int | None = None,
+        serve_auth: bool = True,
+        wait_for_keys: bool = True,
+        plugin_settings: dict[str, Any] | None = None,
+    ) -> Iterator[TokenGateway]:
+        auth = auth or AuthStandIn(signer)
+        tenants = tenants or TenantsStandIn()
+        auth_port = auth_port or free_port()
+        auth_url = f"http://127.0.0.1:{auth_port}"
+        base = tmp_path_factory.mktemp("token-gateway")
+        dynamic = system.TRAEFIK_DIR / "dynamic"
+        if plugin_settings is not None:  # a copy of its own, which a test may change
+            dynamic = dynamic_config(base / "dynamic", **plugin_settings)
+        with serve(tenants.app) as tenants_url, serving(serve_auth, auth.app, auth_port):
+            edge_settings = EdgeSettings(
+                auth_url=auth_url, tenants_url=tenants_url, clinic_url=tenants_url
+            )
+            with serve(create_app(edge_settings)) as edge_url:
+                processes = system.System(
+                    ports=system.Ports.free(),
+                    data_dir=base,
+                    env={
+                        "AUTH_URL": auth_url,
+                        "TENANTS_URL": tenants_url,
+                        "CLINIC_URL": tenants_url,
+                        "EDGE_URL": edge_url,
+                        "GATEWAY_AUTH_RATE_AVERAGE": "1000",
+                        "GATEWAY_AUTH_RATE_BURST": "1000",
+                        "DENTIAPRO_INTERNAL_TOKEN": INTERNAL_TOKEN,
+                        **(env or {}),
+                    },
+                    log_dir=base / "logs",
+                    traefik_dynamic_dir=dynamic,
+                )
+                try:
+                    processes.start_process("traefik")
+                    wait_until_routed(processes, ignore=set() if serve_auth else {"auth"})
+                    gateway = TokenGateway(processes, auth, tenants, auth_url)
+                    if wait_for_keys:
+                        gateway.wait_for_keys()
+                    yield gateway
+                finally:
+                    processes.stop()
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def token_gateway(start_token_gateway: GatewayFactory) -> Iterator[TokenGateway]:
+    """A gateway shared by a module's tests that change nothing in it."""
+    with start_token_gateway() as gateway:
+        yield gateway

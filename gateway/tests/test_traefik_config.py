@@ -1,8 +1,8 @@
 """The committed Traefik configuration, loaded by the real Traefik binary.
 
 Traefik runs on free ports with the files in gateway/traefik/ (rendered by scripts/system.py,
-as ``make run`` does). Behind it: the edge, a real tenants service, the tests' JWKS server as
-auth, and for clinic a port where nothing listens.
+as ``make run`` does), its token check plugin included. Behind it: the edge, a real tenants
+service, the tests' JWKS server as auth, and for clinic a port where nothing listens.
 """
 
 import time
@@ -28,6 +28,7 @@ EXPECTED_ROUTERS = {
     "health",
     "metrics",
     "not-found",
+    "token-check-metrics",
 }
 EXPECTED_MIDDLEWARES = {
     "protected",
@@ -35,6 +36,8 @@ EXPECTED_MIDDLEWARES = {
     "auth-public",
     "auth-protected",
     "verify-token",
+    "gateway-health",
+    "token-check-metrics",
     "body-limit",
     "auth-rate-limit",
     "gateway-errors",
@@ -68,6 +71,7 @@ def start_gateway(
     edge_url: str,
     tenants_url: str,
     auth_url: str,
+    internal_token: str,
 ) -> Iterator[Callable[..., Gateway]]:
     """``start_gateway(**env)``: a Traefik process with the committed configuration."""
     started: list[Any] = []
@@ -81,6 +85,8 @@ def start_gateway(
             "EDGE_URL": edge_url,
             "GATEWAY_AUTH_RATE_AVERAGE": "1000",
             "GATEWAY_AUTH_RATE_BURST": "1000",
+            # The tenants process's secret: the token check asks its /internal/ paths.
+            "DENTIAPRO_INTERNAL_TOKEN": internal_token,
             **extra_env,
         }
         processes = launcher.System(
@@ -93,11 +99,14 @@ def start_gateway(
         while True:
             try:
                 if set(gateway.file_objects("routers")) >= EXPECTED_ROUTERS:
-                    return gateway
+                    break
             except (httpx.HTTPError, ValueError):  # not listening, or API not up yet
                 pass
             assert time.monotonic() < deadline, processes.log_tail("traefik")
             time.sleep(0.1)
+        # The token check fetches auth's keys in the background as Traefik starts.
+        processes.wait_until_keys_loaded(30)
+        return gateway
 
     yield start
     for processes in started:
@@ -105,13 +114,10 @@ def start_gateway(
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    start_gateway: Callable[..., Gateway], make_edge: Any, wait_for_keys: Any
-) -> Iterator[Gateway]:
+def gateway(start_gateway: Callable[..., Gateway], make_edge: Any) -> Iterator[Gateway]:
     """Traefik with an edge of its own; clinic is down for both."""
     clinic_down = f"http://127.0.0.1:{free_port()}"
     with make_edge(clinic_url=clinic_down) as edge_url:
-        wait_for_keys(edge_url)
         yield start_gateway(CLINIC_URL=clinic_down, EDGE_URL=edge_url)
 
 
@@ -121,7 +127,9 @@ def test_every_router_is_enabled_without_errors(gateway: Gateway) -> None:
     for name in EXPECTED_ROUTERS:
         assert routers[name]["status"] == "enabled", routers[name]
         assert not routers[name].get("error"), routers[name]
-        assert routers[name]["entryPoints"] == ["web"]
+        # Only the token check's counters are on the internal entry point, never published.
+        expected = ["internal"] if name == "token-check-metrics" else ["web"]
+        assert routers[name]["entryPoints"] == expected
 
 
 def test_every_middleware_and_service_is_enabled_without_errors(gateway: Gateway) -> None:
@@ -134,20 +142,30 @@ def test_every_middleware_and_service_is_enabled_without_errors(gateway: Gateway
         assert not entry.get("error"), entry
 
 
-def test_protected_routers_use_forward_auth_to_the_edge(gateway: Gateway) -> None:
+def test_protected_routers_check_the_token_in_traefik_before_anything_else(
+    gateway: Gateway,
+) -> None:
     routers = gateway.file_objects("routers")
+    middlewares = gateway.file_objects("middlewares")
     for name in ("clinic", "clinic-write", "tenants", "tenants-write", "auth-protected"):
-        assert routers[name]["middlewares"][0] in {
-            "protected@file",
-            "protected-body@file",
-            "auth-protected@file",
-        }
-    verify = gateway.file_objects("middlewares")["verify-token"]["forwardAuth"]
-    edge = gateway.processes.env["EDGE_URL"]
-    assert verify["address"] == f"{edge}/verify/"
-    assert set(verify["authResponseHeaders"]) == {"X-User-Id", "X-Tenant", "X-Request-ID"}
-    # Only the token (and the request id) reach the edge: no cookies, no bodies.
-    assert set(verify["authRequestHeaders"]) == {"Authorization", "X-Request-ID"}
+        (chain,) = routers[name]["middlewares"]
+        steps = middlewares[chain.removesuffix("@file")]["chain"]["middlewares"]
+        # Before any errors middleware, which would replace its 401/503 bodies; after the
+        # rate limit on /api/auth/ (which answers before any work).
+        first = 1 if name == "auth-protected" else 0
+        assert steps[first].removesuffix("@file") == "verify-token", (name, steps)
+    verify = middlewares["verify-token"]["plugin"]["tokencheck"]
+    env = gateway.processes.env
+    assert verify == {
+        "mode": "verify",
+        "authUrl": env["AUTH_URL"],
+        "tenantsUrl": env["TENANTS_URL"],
+        "issuer": "dentiapro-auth",
+        "jwksRefetchInterval": "1",
+        "tenantCacheSeconds": "30",
+        "tenantsTimeout": "2",
+    }
+    assert routers["health"]["middlewares"] == ["gateway-health@file"]
 
 
 def test_every_service_is_health_checked(gateway: Gateway) -> None:
@@ -177,11 +195,22 @@ def test_protected_route_reaches_the_service_with_a_valid_token(
     assert "public" in {tenant["schema_name"] for tenant in response.json()["results"]}
 
 
-def test_protected_route_without_token_gets_the_edges_401(gateway: Gateway) -> None:
+def test_protected_route_without_token_gets_the_token_checks_401(gateway: Gateway) -> None:
     response = httpx.get(f"{gateway.url}/api/tenants/", timeout=10)
     assert response.status_code == 401
     assert response.json() == {"detail": "Authentication credentials were not provided."}
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_protected_route_of_a_service_that_is_down_still_gets_the_json_error_page(
+    gateway: Gateway, signer: TestSigner
+) -> None:
+    """The token check runs first, then the errors middleware still wraps the service."""
+    response = httpx.get(
+        f"{gateway.url}/api/patients/", headers={**signer.auth_header(), "X-Request-ID": "r-1"}
+    )
+    assert response.status_code in {502, 503}
+    assert set(response.json()) == {"detail"}
 
 
 def test_services_see_the_clients_host_and_traefiks_scheme(

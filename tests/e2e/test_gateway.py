@@ -65,7 +65,7 @@ def test_put_over_one_mib_is_a_json_413_and_reads_are_not_buffered(
     assert get.status_code == head.status_code == 200
     assert head.content == b""
     assert head.headers["content-length"] == get.headers["content-length"]
-    assert gateway.head(path).status_code == 401  # still behind ForwardAuth
+    assert gateway.head(path).status_code == 401  # still behind the token check
 
 
 def test_request_id_from_the_client_is_echoed(api: Any, gateway: httpx.Client) -> None:
@@ -73,7 +73,7 @@ def test_request_id_from_the_client_is_echoed(api: Any, gateway: httpx.Client) -
     request_id = f"e2e-{uuid.uuid4().hex}"
     for method, path, extra in [
         ("GET", "/api/patients/", headers),
-        ("GET", "/api/patients/", {}),  # the edge's 401
+        ("GET", "/api/patients/", {}),  # the token check's 401
         ("GET", "/api/nowhere/", {}),  # the gateway's 404
         ("POST", "/api/auth/login/", {}),  # an unprotected route
     ]:
@@ -131,5 +131,26 @@ def test_every_process_serves_prometheus_metrics(running: Any, service: str) -> 
     families = _families(response.text)
     assert "http_requests" in families
     assert "http_request_duration_seconds" in families
-    if service == "edge":
-        assert "edge_token_checks" in families
+
+
+def _token_checks(running: Any) -> dict[tuple[str, str], float]:
+    text = httpx.get(running.processes.token_check_metrics_url, timeout=10).text
+    return {
+        (sample.labels["result"], sample.labels["reason"]): sample.value
+        for sample in _families(text)["gateway_token_checks"].samples
+        if sample.name == "gateway_token_checks_total"
+    }
+
+
+def test_token_checks_are_counted_on_the_gateways_internal_entry_point(
+    running: Any, api: Any, gateway: httpx.Client
+) -> None:
+    _, headers = api.tenant_admin(api.create_tenant())
+    before = _token_checks(running)
+    assert gateway.get("/api/patients/", headers=headers).status_code == 200
+    assert gateway.get("/api/patients/").status_code == 401
+    after = _token_checks(running)
+    assert after[("ok", "valid")] - before[("ok", "valid")] >= 1
+    assert after[("denied", "missing")] - before[("denied", "missing")] >= 1
+    # The public /metrics/ is Traefik's own; the counters are not served to clients.
+    assert "gateway_token_checks_total" not in gateway.get("/metrics/").text

@@ -62,6 +62,7 @@ def test_a_traefik_that_has_not_read_its_routes_yet_routes_nothing(tmp_path: Pat
     system = launcher.System(ports=ports, data_dir=tmp_path)
     traefik = subprocess.Popen(
         [launcher.traefik_binary(), f"--configFile={config_path}"],
+        cwd=launcher.TRAEFIK_WORKDIR,  # where its token check plugin is
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -236,6 +237,7 @@ def _run_env(ports: launcher.Ports, data_dir: Path) -> dict[str, str]:
             "TENANTS_PORT": str(ports.tenants),
             "EDGE_PORT": str(ports.edge),
             "TRAEFIK_API_PORT": str(ports.traefik_api),
+            "TRAEFIK_INTERNAL_PORT": str(ports.traefik_internal),
             "DENTIAPRO_DATA_DIR": str(data_dir),
             # Cheap Argon2: the defaults make each login cost seconds on a loaded machine.
             "ARGON2_TIME_COST": "1",

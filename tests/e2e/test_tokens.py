@@ -134,7 +134,8 @@ def test_deleted_tenants_tokens_stop_working_within_the_cache_lifetime(
             "/api/auth/login/", json={"username": member["username"], "password": api.password}
         )
 
-    # Auth caches tenant answers for as long as the edge does, but refreshes on its own clock:
-    # the edge (which refreshes every tenant's status twice per lifetime) may refuse first.
+    # Auth caches tenant answers for as long as the gateway does, but refreshes on its own
+    # clock: the gateway (which refreshes every tenant's status twice per lifetime) may refuse
+    # first.
     eventually(lambda: login().status_code == 401, 5, "login still allowed")
     assert login().status_code == 401

@@ -1,0 +1,3 @@
+module dentiapro/tokencheck
+
+go 1.22
