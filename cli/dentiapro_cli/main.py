@@ -8,7 +8,7 @@ the services do.
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,19 @@ app = typer.Typer(
 )
 
 
+class _StderrHandler(logging.StreamHandler[Any]):
+    """Writes to ``sys.stderr`` as it is when a record comes: while the progress bar shows,
+    Rich replaces it, so log lines print above the bar instead of over it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 class _LogFormatter(logging.Formatter):
     """Plain lines for a person (the services log JSON); a record's tenant is named."""
 
@@ -31,7 +44,7 @@ class _LogFormatter(logging.Formatter):
 
 
 def configure_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_LogFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

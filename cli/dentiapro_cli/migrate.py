@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from rich.console import Console
 from rich.markup import escape
@@ -95,7 +96,7 @@ class Migration:
             for number, tenant in enumerate(names, start=1):
                 progress.update(task, description=tenant)
                 try:
-                    self.step(f"[{number}/{total}] {tenant}", tenant, lambda t=tenant: migrate(t))
+                    self.step(f"[{number}/{total}] {tenant}", tenant, partial(migrate, tenant))
                 except StopMigrating:
                     self.outcome.skipped = names[number:]
                     raise
