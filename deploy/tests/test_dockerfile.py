@@ -256,10 +256,16 @@ def migrate_results(
     return results
 
 
-def test_migrate_image_runs_the_command_make_migrate_runs(dockerfile: dict[str, Stage]) -> None:
-    assert exec_form(dockerfile["migrate"].last("CMD") or "") == ["dentiapro", "migrate"]
-    makefile = (ROOT / "Makefile").read_text()
-    assert "$(UV) run --frozen dentiapro migrate" in makefile
+def test_migrate_image_runs_the_command_make_migrate_runs(
+    dockerfile: dict[str, Stage], compose_config: dict[str, Any], render_kustomization: Any
+) -> None:
+    """dentiapro migrate: the image's CMD, compose's migrate service, the Kubernetes Job."""
+    command = ["dentiapro", "migrate"]
+    assert exec_form(dockerfile["migrate"].last("CMD") or "") == command
+    assert "$(UV) run --frozen dentiapro migrate" in (ROOT / "Makefile").read_text()
+    assert compose_config["services"]["migrate"]["command"] == command
+    (job,) = (o for o in render_kustomization("overlays/production") if o["kind"] == "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == command
 
 
 @pytest.mark.parametrize("service", ["tenants", "auth", "clinic"])
