@@ -115,6 +115,22 @@ def test_exits_are_described_by_status_or_signal() -> None:
     assert launcher.describe_exit(-15) == "was killed by SIGTERM"
 
 
+def test_every_system_shares_an_internal_token_unless_the_operator_sets_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tenants' /internal/ paths take DENTIAPRO_INTERNAL_TOKEN: make run's processes share one
+    made up for the run (all of them get the same environment), or the operator's."""
+    monkeypatch.delenv("DENTIAPRO_INTERNAL_TOKEN", raising=False)
+    ports = launcher.Ports.free()
+    first = launcher.System(ports=ports, data_dir=tmp_path).env["DENTIAPRO_INTERNAL_TOKEN"]
+    second = launcher.System(ports=ports, data_dir=tmp_path).env["DENTIAPRO_INTERNAL_TOKEN"]
+    assert len(first) >= 32
+    assert first != second
+    monkeypatch.setenv("DENTIAPRO_INTERNAL_TOKEN", "operator-chosen-token")
+    system = launcher.System(ports=ports, data_dir=tmp_path)
+    assert system.env["DENTIAPRO_INTERNAL_TOKEN"] == "operator-chosen-token"
+
+
 def test_a_system_does_not_start_on_a_port_already_taken(tmp_path: Path) -> None:
     ports = launcher.Ports.free()
     with socket.socket() as taken:
