@@ -9,7 +9,7 @@ endif
 export UV_LINK_MODE ?= copy
 PYTHON ?= python3
 PYTEST_WORKERS ?= 2
-TEST_PATHS := libs/common/tests services/auth/tests services/tenants/tests services/clinic/tests gateway/tests deploy/tests tests/e2e tests/bench
+TEST_PATHS := libs/common/tests services/auth/tests services/tenants/tests services/clinic/tests gateway/tests cli/tests deploy/tests tests/e2e tests/bench
 
 .PHONY: help install run test lint fmt migrate bench
 
@@ -36,14 +36,14 @@ test: install ## run every test suite (SQLite, and PostgreSQL when reachable)
 lint: install ## ruff check, ruff format check, mypy
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy libs/common/common services/auth/auth services/tenants/tenants services/clinic/clinic gateway/edge
+	$(UV) run --frozen mypy libs/common/common services/auth/auth services/tenants/tenants services/clinic/clinic gateway/edge cli/dentiapro_cli
 
 fmt: install ## format and fix what ruff can
 	$(UV) run --frozen ruff check --fix .
 	$(UV) run --frozen ruff format .
 
-migrate: install ## apply migrations to every service database (and every clinic tenant)
-	$(UV) run --frozen python scripts/migrate.py
+migrate: install ## apply every migration: tenants, auth, each clinic tenant (MIGRATE_ARGS="--help")
+	$(UV) run --frozen dentiapro migrate $(MIGRATE_ARGS)
 
 bench: install ## benchmark the whole system on PostgreSQL beside the DRF peer (docs/performance.md)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -8,6 +8,10 @@ Shared by ``make run`` (scripts/run.py), the end-to-end tests and the benchmark:
 Every process runs in its own process group; ``stop()`` sends SIGTERM to each group, then
 SIGKILL to what is left, so nothing outlives the system (on Linux the children also die with
 the thread that started them, should the launcher itself be killed).
+
+A ``System`` does not restart anything by itself: the tests and the benchmark break and
+restore processes on purpose. ``make run`` adds a ``Supervisor``, which restarts a process that
+exits unexpectedly, with a growing back-off, while the others keep serving.
 """
 
 import atexit
@@ -20,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -35,7 +39,14 @@ TRAEFIK_DIR = ROOT / "gateway" / "traefik"
 TRAEFIK_WORKDIR = TRAEFIK_DIR
 SERVICES = ("auth", "clinic", "tenants", "edge")
 APP_MODULES = {name: f"{name}.main:create_app" for name in SERVICES}
+PROCESSES = (*SERVICES, "traefik")
 STOP_GRACE = 10.0
+# Supervision (make run): the first restart after 1 s, each next one waits twice as long, up to
+# 30 s; a process that stayed up STABLE_AFTER seconds has recovered, so its next crash starts
+# over at 1 s.
+RESTART_DELAY_MIN = 1.0
+RESTART_DELAY_MAX = 30.0
+STABLE_AFTER = 30.0
 
 _LIBC: Any = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 _PR_SET_PDEATHSIG = 1
@@ -70,6 +81,12 @@ class Ports:
             traefik_api=int(env.get("TRAEFIK_API_PORT", defaults.traefik_api)),
             traefik_internal=int(env.get("TRAEFIK_INTERNAL_PORT", defaults.traefik_internal)),
         )
+
+    def of(self, name: str) -> dict[str, int]:
+        """The ports process ``name`` listens on, by the variable that sets each."""
+        if name == "traefik":
+            return {"PORT": self.gateway, "TRAEFIK_API_PORT": self.traefik_api}
+        return {f"{name.upper()}_PORT": asdict(self)[name]}
 
     @classmethod
     def free(cls) -> "Ports":
@@ -110,6 +127,25 @@ def render_traefik_config(
     return destination
 
 
+def port_free(port: int) -> bool:
+    """Whether a server could bind ``port`` on loopback now (as the processes bind: connections
+    left in TIME_WAIT do not count, a listener does)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def busy_ports(ports: Mapping[str, int]) -> str:
+    """``"AUTH_PORT 8001"``-style names of the ports in ``ports`` that are taken, or ""."""
+    return ", ".join(
+        f"{variable} {port}" for variable, port in ports.items() if not port_free(port)
+    )
+
+
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: no Python-level locks, one libc call.
     if _LIBC is not None:
@@ -139,6 +175,7 @@ class System:
         self.traefik_dynamic_dir = traefik_dynamic_dir
         self.env = self._environment(env or {})
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.started_at: dict[str, float] = {}  # time.monotonic() of each process's start
         self._log_files: dict[str, IO[bytes]] = {}
         self._pumps: list[threading.Thread] = []
 
@@ -174,8 +211,9 @@ class System:
             env[f"{name.upper()}_PORT"] = str(asdict(self.ports)[name])
             env[f"{name.upper()}_URL"] = self.url(name)
         env.update(overrides)
+        # The credential of tenants' /internal/ paths (deploy/README.md): every process of this
+        # system shares it through the environment, so one made up per system is enough here.
         if not env.get("DENTIAPRO_INTERNAL_TOKEN") and not env.get("DENTIAPRO_INTERNAL_TOKEN_FILE"):
-            # The secret of /internal/ calls between the processes: this run's own, never stored.
             env["DENTIAPRO_INTERNAL_TOKEN"] = secrets.token_urlsafe(32)
         return env
 
@@ -212,10 +250,14 @@ class System:
 
     def start(self, timeout: float = 60.0) -> Self:
         """Start every process and wait until the gateway's /health/ answers 200."""
+        # A port taken (another make run?) would make a process exit at once: say which.
+        every_port = {k: v for name in PROCESSES for k, v in self.ports.of(name).items()}
+        if taken := busy_ports(every_port):
+            raise StartupError(f"port already in use: {taken}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _LIVE.add(self)
         try:
-            for name in (*SERVICES, "traefik"):
+            for name in PROCESSES:
                 self.start_process(name)
             self.wait_until_healthy(timeout)
         except BaseException:
@@ -242,6 +284,7 @@ class System:
             preexec_fn=_die_with_parent if _LIBC is not None else None,
         )
         self.processes[name] = process
+        self.started_at[name] = time.monotonic()
         if output is subprocess.PIPE:
             pump = threading.Thread(target=_prefix_lines, args=(name, process), daemon=True)
             pump.start()
@@ -314,13 +357,27 @@ class System:
     def wait_until_service_healthy(self, name: str, timeout: float = 30.0) -> None:
         """Wait until one process's own /health/ answers 200 (after ``restart``)."""
         deadline = time.monotonic() + timeout
-        path = "/health/live" if name == "edge" else "/health/"
         while time.monotonic() < deadline:
-            with suppress(httpx.HTTPError):
-                if httpx.get(self.url(name) + path, timeout=2.0).status_code == 200:
-                    return
+            if self.serving(name):
+                return
             time.sleep(0.1)
         raise StartupError(f"{name} not healthy after {timeout:g}s\n{self.log_tail(name)}")
+
+    def serving(self, name: str, timeout: float = 2.0) -> bool:
+        """Whether process ``name`` serves now: a service's own /health/ passes (the edge's
+        liveness: its /health/ is the aggregate of the others); Traefik answers its ping and
+        has read its route table."""
+        try:
+            if name != "traefik":
+                path = "/health/live" if name == "edge" else "/health/"
+                return httpx.get(self.url(name) + path, timeout=timeout).status_code == 200
+            api = self.traefik_api_url
+            if httpx.get(f"{api}/ping", timeout=timeout).status_code != 200:
+                return False
+            services = httpx.get(f"{api}/api/http/services", timeout=timeout).json()
+            return any(service.get("provider") == "file" for service in services)
+        except (httpx.HTTPError, ValueError):
+            return False
 
     def stop_process(self, name: str, grace: float = STOP_GRACE) -> None:
         """SIGTERM the process group, SIGKILL it if it has not exited within ``grace``."""
@@ -409,6 +466,104 @@ class System:
 
     def __iter__(self) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         return iter(self.processes.items())
+
+
+def restart_delay(previous: float | None, uptime: float) -> float:
+    """The back-off before restarting a process that ran ``uptime`` seconds and exited.
+
+    1 s at first and again once the process had stayed up ``STABLE_AFTER`` seconds; otherwise
+    twice the ``previous`` delay, at most ``RESTART_DELAY_MAX``.
+    """
+    if previous is None or uptime >= STABLE_AFTER:
+        return RESTART_DELAY_MIN
+    return min(previous * 2, RESTART_DELAY_MAX)
+
+
+def describe_exit(returncode: int) -> str:
+    """``exited with status 1`` or ``was killed by SIGKILL``, for the console."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+
+
+@dataclass
+class _Watch:
+    """What the supervisor knows of one process."""
+
+    delay: float | None = None  # the last back-off, None until the first restart
+    restart_at: float | None = None  # set while the process waits for its restart
+    down_since: float | None = None  # set from its exit until it serves again
+
+
+class Supervisor:
+    """Keeps a started ``System`` running: a process that exits is started again.
+
+    ``run()`` loops in the calling thread (make run's main thread, so Ctrl-C and SIGTERM
+    interrupt it between two steps and ``System.stop()`` then stops everything; nothing is
+    restarted behind its back). Each process has its own back-off (``restart_delay``); a
+    restart waits until the process's ports are free again (the old process is gone, and no
+    other program took them), and a process that cannot start at all waits longer each time
+    instead of looping. ``say`` gets one line per event: the exit, the restart, and the
+    moment the process serves again.
+    """
+
+    def __init__(
+        self, system: System, say: Callable[[str], None], *, poll_interval: float = 0.25
+    ) -> None:
+        self.system = system
+        self.say = say
+        self.poll_interval = poll_interval
+        self.watches = {name: _Watch() for name in system.processes}
+
+    def run(self) -> None:
+        """Supervise until interrupted (KeyboardInterrupt, SystemExit)."""
+        while True:
+            self.step()
+            time.sleep(self.poll_interval)
+
+    def step(self) -> None:
+        """Look at every process once: note exits, restart those due, announce returns."""
+        for name, watch in self.watches.items():
+            process = self.system.processes[name]
+            now = time.monotonic()
+            if watch.restart_at is not None:
+                if now >= watch.restart_at:
+                    self._restart(name, watch)
+            elif process.poll() is not None:
+                uptime = now - self.system.started_at[name]
+                what = f"{describe_exit(process.returncode)} after {uptime:.1f} s"
+                self._schedule(name, watch, uptime, what)
+                if watch.down_since is None:
+                    watch.down_since = now
+            elif watch.down_since is not None and self.system.serving(name, timeout=1.0):
+                self.say(
+                    f"{name} is back: serving again {now - watch.down_since:.1f} s after it "
+                    "went down"
+                )
+                watch.down_since = None
+
+    def _schedule(self, name: str, watch: _Watch, uptime: float, what: str) -> None:
+        watch.delay = restart_delay(watch.delay, uptime)
+        watch.restart_at = time.monotonic() + watch.delay
+        self.say(f"{name} {what}; restarting it in {watch.delay:g} s")
+
+    def _restart(self, name: str, watch: _Watch) -> None:
+        # Never start a process onto a port still held (by a survivor of the old one, or by
+        # another program): it would fail at once, and a crash loop would follow.
+        taken = busy_ports(self.system.ports.of(name))
+        if taken:
+            self._schedule(name, watch, 0.0, f"cannot start: port in use ({taken})")
+            return
+        try:
+            self.system.start_process(name)
+        except OSError as exc:
+            self._schedule(name, watch, 0.0, f"cannot start: {exc}")
+            return
+        watch.restart_at = None
+        self.say(f"{name} restarted (pid {self.system.processes[name].pid})")
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:

@@ -43,6 +43,7 @@ TEST_ENV = {
     "TENANTS_DB_PASSWORD": "test-tenants-password",
     "DENTIAPRO_ADMIN_PASSWORD": "test-admin-password",
     "GRAFANA_ADMIN_PASSWORD": "test-grafana-password",
+    "DENTIAPRO_INTERNAL_TOKEN": "test-internal-token",
 }
 START_TIMEOUT = 120.0  # a loaded CI machine imports four FastAPI apps side by side
 
@@ -138,41 +139,65 @@ def compose_config(
     return config
 
 
+def copy_for_kustomize(destination: Path, target: str) -> Path:
+    """deploy/k8s (and deploy/grafana, whose dashboards it reads) copied under ``destination``
+    with placeholder files where an operator puts the overlay ``target``'s secrets; the copy of
+    deploy/k8s is returned."""
+    shutil.copytree(DEPLOY / "k8s", destination / "k8s")
+    shutil.copytree(DEPLOY / "grafana", destination / "grafana")
+    copy = destination / "k8s"
+    if target != "base":
+        secrets = copy / target / "secrets"
+        kustomization = yaml.safe_load((copy / target / "kustomization.yaml").read_text())
+        for generator in kustomization.get("secretGenerator", []):
+            for entry in generator.get("files", []):
+                path = copy / target / entry.split("=", 1)[-1]
+                assert path.parent == secrets, f"{entry}: secrets belong in {secrets}"
+                path.write_text(f"placeholder for {path.name}")
+    return copy
+
+
 @pytest.fixture(scope="session")
-def render_kustomization(
-    kubectl: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[str], list[Json]]:
-    """Render ``base``, ``traefik`` or an overlay with ``kubectl kustomize`` into objects.
+def kustomize(kubectl: Path) -> Callable[[Path], list[Json]]:
+    """``kubectl kustomize <directory>``, as a list of objects."""
 
-    Overlays generate Secrets from files that are never committed, so they render from a copy
-    of deploy/k8s with placeholder files where an operator would put the real ones.
-    """
-    cache: dict[str, list[Json]] = {}
-
-    def render(target: str) -> list[Json]:
-        if target in cache:
-            return cache[target]
-        source = DEPLOY / "k8s"
-        if target.startswith("overlays/"):
-            copy = tmp_path_factory.mktemp("k8s") / "k8s"
-            shutil.copytree(source, copy)
-            secrets = copy / target / "secrets"
-            kustomization = yaml.safe_load((copy / target / "kustomization.yaml").read_text())
-            for generator in kustomization.get("secretGenerator", []):
-                for entry in generator.get("files", []):
-                    path = copy / target / entry.split("=", 1)[-1]
-                    assert path.parent == secrets, f"{entry}: secrets belong in {secrets}"
-                    path.write_text(f"placeholder for {path.name}")
-            source = copy
+    def build(directory: Path) -> list[Json]:
         result = subprocess.run(
-            [str(kubectl), "kustomize", str(source / target)],
+            [str(kubectl), "kustomize", str(directory)],
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
         assert result.returncode == 0, result.stderr
-        cache[target] = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def deploy_copy(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``deploy_copy(target)``: a fresh ``copy_for_kustomize`` to edit, deploy/k8s's copy."""
+    return lambda target: copy_for_kustomize(tmp_path_factory.mktemp("deploy"), target)
+
+
+@pytest.fixture(scope="session")
+def render_kustomization(
+    kustomize: Callable[[Path], list[Json]], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], list[Json]]:
+    """Render ``base`` or an overlay with ``kubectl kustomize`` into a list of objects.
+
+    Overlays generate Secrets from files that are never committed, so they render from a copy
+    of deploy/ with placeholder files where an operator would put the real ones.
+    """
+    cache: dict[str, list[Json]] = {}
+
+    def render(target: str) -> list[Json]:
+        if target not in cache:
+            source = DEPLOY / "k8s"
+            if target != "base":
+                source = copy_for_kustomize(tmp_path_factory.mktemp("deploy"), target)
+            cache[target] = kustomize(source / target)
         return cache[target]
 
     return render

@@ -235,3 +235,30 @@ def test_no_default_password_reaches_a_container(name: str, compose_config: Json
     secrets = {key: value for key, value in environment.items() if "PASSWORD" in key}
     assert secrets
     assert all(value.startswith("test-") for value in secrets.values()), secrets
+
+
+INTERNAL_TOKEN = "DENTIAPRO_INTERNAL_TOKEN"
+
+
+def test_the_internal_token_reaches_only_who_sends_or_checks_it(compose_config: Json) -> None:
+    """tenants requires it on /internal/; auth and Traefik (and the edge, while it checks
+    tokens) send it; clinic and the rest never see it."""
+    services = compose_config["services"]
+    for name in ("tenants", "auth", "traefik", "edge"):
+        assert services[name]["environment"][INTERNAL_TOKEN] == "test-internal-token", name
+    for name in set(services) - {"tenants", "auth", "traefik", "edge"}:
+        assert INTERNAL_TOKEN not in (services[name].get("environment") or {}), name
+
+
+def test_compose_refuses_to_start_without_the_internal_token(
+    run_compose: RunCompose, compose_env_file: Path, tmp_path: Path
+) -> None:
+    """No default is committed: without the operator's value, compose stops and says where."""
+    lines = compose_env_file.read_text().splitlines()
+    env_file = tmp_path / "no-token.env"
+    env_file.write_text(
+        "".join(f"{line}\n" for line in lines if not line.startswith(INTERNAL_TOKEN))
+    )
+    result = run_compose("config", "-q", env_file=env_file)
+    assert result.returncode != 0
+    assert f"set {INTERNAL_TOKEN} in .env" in result.stderr

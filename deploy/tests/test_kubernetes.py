@@ -22,6 +22,8 @@ PLUGINS = ROOT / "gateway" / "traefik" / "plugins-local"
 APP_SERVICES = ("auth", "clinic", "tenants", "edge")
 DATABASE_SERVICES = ("auth", "clinic", "tenants")
 TRAEFIK_GROUP = "traefik.io/"
+# The Prometheus Operator's kinds: test_k8s_monitoring.py validates them against its CRDs.
+MONITORING_GROUP = "monitoring.coreos.com/"
 TARGETS = ("base", "overlays/production")
 KUBERNETES_VERSION = "1.33.0"  # the oldest minor release the manifests promise to support
 Json = dict[str, Any]
@@ -58,7 +60,7 @@ def test_manifests_validate_strictly_against_the_kubernetes_schemas(
     objects = production
     checked = 0
     for obj in objects:
-        if obj["apiVersion"].startswith(TRAEFIK_GROUP):
+        if obj["apiVersion"].startswith((TRAEFIK_GROUP, MONITORING_GROUP)):
             continue
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         checked += 1
@@ -78,7 +80,10 @@ def test_base_holds_no_secret_values(render_kustomization: Render) -> None:
     for obj in base:
         for c in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
             for variable in c.get("env", []):
-                if any(word in variable["name"] for word in ("PASSWORD", "DATABASE_URL", "KEY")):
+                if any(
+                    word in variable["name"]
+                    for word in ("PASSWORD", "DATABASE_URL", "KEY", "TOKEN")
+                ):
                     assert "valueFrom" in variable or variable["name"].endswith("_FILE"), variable
 
 
@@ -180,7 +185,8 @@ def test_auth_signs_with_a_key_mounted_from_a_secret(production: list[Json]) -> 
 def test_config_map_points_every_service_at_its_kubernetes_service(
     production: list[Json], image_ports: dict[str, int]
 ) -> None:
-    (config,) = by_kind(production, "ConfigMap").values()
+    configs = by_kind(production, "ConfigMap").items()
+    (config,) = (c for name, c in configs if name.startswith("dentiapro-config-"))
     for name, port in image_ports.items():
         assert config["data"][f"{name.upper()}_URL"] == f"http://{name}:{port}"
 
@@ -455,3 +461,65 @@ def test_cluster_traefik_flags_are_accepted_by_this_traefik(
         check=False,
     )
     assert bad.returncode != 0
+
+
+# ------------------------------------------------------- settings and the internal token
+
+
+def test_the_internal_token_reaches_auth_tenants_and_the_edge_only(production: list[Json]) -> None:
+    secrets = by_kind(production, "Secret")
+    for obj in production:
+        pod = obj.get("spec", {}).get("template", {}).get("spec")
+        if pod is None:
+            continue
+        variables = {v["name"]: v for c in pod["containers"] for v in c.get("env", [])}
+        name = obj["metadata"]["name"]
+        if name in {"auth", "tenants", "edge"}:
+            ref = variables["DENTIAPRO_INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"]
+            assert ref["name"].startswith("dentiapro-internal-"), ref  # generated, hashed
+            assert ref["key"] in secrets[ref["name"]]["data"]
+        else:
+            assert "DENTIAPRO_INTERNAL_TOKEN" not in variables, name
+
+
+def test_traefik_reads_the_internal_token_from_its_own_namespace(
+    traefik_values: Json, production: list[Json]
+) -> None:
+    (variable,) = [v for v in traefik_values["env"] if v["name"] == "DENTIAPRO_INTERNAL_TOKEN"]
+    ref = variable["valueFrom"]["secretKeyRef"]
+    # The same name (unhashed: created by hand in Traefik's namespace) and key as the overlay's.
+    generated = [
+        s for name, s in by_kind(production, "Secret").items() if name.startswith(ref["name"] + "-")
+    ]
+    (secret,) = generated
+    assert ref["key"] in secret["data"]
+
+
+def _gateway_settings(objects: list[Json]) -> tuple[int, int, str]:
+    rate = by_kind(objects, "Middleware")["auth-rate-limit"]["spec"]["rateLimit"]
+    timeouts = by_kind(objects, "ServersTransport")["upstream"]["spec"]["forwardingTimeouts"]
+    return rate["average"], rate["burst"], timeouts["responseHeaderTimeout"]
+
+
+def test_gateway_settings_are_set_in_the_overlay(
+    production: list[Json],
+    deploy_copy: Callable[[str], Path],
+    kustomize: Callable[[Path], list[Json]],
+) -> None:
+    """GATEWAY_AUTH_RATE_AVERAGE, _BURST and GATEWAY_UPSTREAM_TIMEOUT: the overlay's
+    gateway-settings.yaml decides them (defaults as DESIGN.md's), base stays untouched."""
+    overlay = "overlays/production"
+    assert _gateway_settings(production) == (20, 100, "30s")
+    copy = deploy_copy(overlay)
+    settings = copy / overlay / "gateway-settings.yaml"
+    text = settings.read_text()
+    for old, new in (("average: 20", "average: 7"), ("burst: 100", "burst: 15"), ("30s", "9s")):
+        assert old in text
+        text = text.replace(old, new)
+    settings.write_text(text)
+    changed = kustomize(copy / overlay)
+    assert _gateway_settings(changed) == (7, 15, "9s")
+    # Nothing else of the two objects moves.
+    for kind, name in (("Middleware", "auth-rate-limit"), ("ServersTransport", "upstream")):
+        before, after = by_kind(production, kind)[name], by_kind(changed, kind)[name]
+        assert before["spec"].keys() == after["spec"].keys()

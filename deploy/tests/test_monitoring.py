@@ -1,20 +1,29 @@
-"""Prometheus scrape config, alert rules and the Grafana dashboard.
+"""Prometheus scrape config, alert rules and the Grafana dashboard, in compose and Kubernetes.
 
 promtool ships in no PyPI package, so PromQL is parsed with promql-parser (the Rust parser)
 and every metric a rule or panel reads is checked against what the running processes export.
+
+Kubernetes (deploy/k8s/monitoring): the PodMonitors must produce the `job` labels that the
+alert rules and the dashboard select, so the same PromQL matches on both runtimes; the
+PrometheusRule is the compose rules file and the dashboard ConfigMap the compose dashboard.
+The operator's kinds are checked against models generated from its CRDs (kubernetes-validate
+has no schema for them).
 """
 
+import copy
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import promql_parser
 import pytest
 import yaml
+from cloudcoil.models.prometheus_operator import v1 as monitoring
 
 ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 GRAFANA = ROOT / "deploy" / "grafana"
 APP_SERVICES = ("auth", "clinic", "tenants", "edge")
@@ -24,6 +33,7 @@ EXTERNAL_METRICS = {"up", "probe_success", "probe_duration_seconds", "probe_http
 TARGET_LABELS = {"job", "instance", "service"}
 Json = dict[str, Any]
 Catalogue = dict[str, dict[str, set[str] | None]]
+Render = Callable[[str], list[Json]]
 
 
 @pytest.fixture(scope="module")
@@ -291,3 +301,201 @@ def test_every_process_exports_the_documented_metrics(exported_metrics: Catalogu
         "gateway_token_checks_total",
         "gateway_token_check_signing_keys",
     } <= exported_metrics["traefik"].keys()
+
+
+# ------------------------------------------------------------------ Kubernetes
+
+MODELS = {"PodMonitor": monitoring.PodMonitor, "PrometheusRule": monitoring.PrometheusRule}
+
+
+def by_kind(objects: list[Json], kind: str) -> dict[str, Json]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def validate_against_crd(obj: Json) -> None:
+    """Parse with the CRD's model and dump it back: a field the CRD does not know is dropped
+    on the way, so any difference is a misspelt or misplaced field (or a wrong type)."""
+    model = MODELS[obj["kind"]].model_validate(obj)
+    assert model.model_dump(by_alias=True, exclude_unset=True, mode="json") == obj
+
+
+@pytest.fixture(scope="module")
+def production(render_kustomization: Render) -> list[Json]:
+    return render_kustomization("overlays/production")
+
+
+@pytest.fixture(scope="module")
+def pod_monitors(production: list[Json]) -> dict[str, Json]:
+    return by_kind(production, "PodMonitor")
+
+
+@pytest.fixture(scope="module")
+def traefik_values() -> Json:
+    values: Json = yaml.safe_load((DEPLOY / "k8s" / "traefik-values.yaml").read_text())
+    return values
+
+
+def test_operator_objects_validate_against_the_crds(production: list[Json]) -> None:
+    checked = [o for o in production if o["apiVersion"] == "monitoring.coreos.com/v1"]
+    assert {o["kind"] for o in checked} == {"PodMonitor", "PrometheusRule"}
+    for obj in checked:
+        validate_against_crd(obj)
+
+
+def test_the_crd_check_catches_a_misplaced_field(pod_monitors: dict[str, Json]) -> None:
+    broken = copy.deepcopy(pod_monitors["dentiapro"])
+    broken["spec"]["podMetricsEndpoints"][0]["metricsPath"] = "/metrics/"  # it is `path`
+    with pytest.raises(AssertionError):
+        validate_against_crd(broken)
+
+
+def _scrape_jobs(
+    pod_monitors: dict[str, Json], production: list[Json], traefik_values: Json
+) -> dict[str, str]:
+    """The `job` label of each target the PodMonitors make -> the process it scrapes, worked
+    out as the operator does: a relabelled job, else the ``jobLabel`` pod label's value, else
+    ``<namespace>/<PodMonitor name>`` (which no rule would match)."""
+    pods = [
+        ("dentiapro", o["spec"]["template"]["metadata"]["labels"], o["spec"]["template"]["spec"])
+        for o in production
+        if o["kind"] == "Deployment"
+    ]
+    traefik_labels = {"app.kubernetes.io/name": "traefik"}  # the Helm chart's pod labels
+    traefik_ports = (
+        {"containers": [{"ports": [{"name": "web"}]}]} if "web" in traefik_values["ports"] else {}
+    )
+    pods.append(("traefik", traefik_labels, traefik_ports))
+    jobs: dict[str, str] = {}
+    for monitor in pod_monitors.values():
+        spec = monitor["spec"]
+        namespaces = spec.get("namespaceSelector", {}).get(
+            "matchNames", [monitor["metadata"]["namespace"]]
+        )
+        for namespace, labels, pod in pods:
+            if namespace not in namespaces or not _selects(spec["selector"], labels):
+                continue
+            names = {p.get("name") for c in pod.get("containers", []) for p in c.get("ports", [])}
+            for endpoint in spec["podMetricsEndpoints"]:
+                assert endpoint["port"] in names, (monitor["metadata"]["name"], endpoint)
+                relabelled = [
+                    r["replacement"]
+                    for r in endpoint.get("relabelings", [])
+                    if r.get("targetLabel") == "job"
+                ]
+                default = f"{monitor['metadata']['namespace']}/{monitor['metadata']['name']}"
+                job = (
+                    relabelled[-1] if relabelled else labels.get(spec.get("jobLabel", ""), default)
+                )
+                process = (
+                    "blackbox" if endpoint["path"] == "/probe" else labels["app.kubernetes.io/name"]
+                )
+                assert jobs.setdefault(job, process) == process, job
+    return jobs
+
+
+def _selects(selector: Json, labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def kubernetes_jobs(
+    pod_monitors: dict[str, Json], production: list[Json], traefik_values: Json
+) -> dict[str, str]:
+    return _scrape_jobs(pod_monitors, production, traefik_values)
+
+
+def test_pod_monitors_make_the_jobs_compose_scrapes(
+    kubernetes_jobs: dict[str, str], job_processes: dict[str, str]
+) -> None:
+    """Same job names, each scraping the same process: compose's per-service jobs, traefik,
+    and health (the blackbox exporter's probes)."""
+    assert kubernetes_jobs == job_processes
+
+
+def test_alerts_and_dashboard_match_kubernetes_targets(
+    production: list[Json],
+    kubernetes_jobs: dict[str, str],
+    exported_metrics: Catalogue,
+) -> None:
+    """Every rule of the PrometheusRule and every dashboard query reads metrics that the
+    targets its `job` matcher selects on Kubernetes export (none matches nothing)."""
+    (rule,) = by_kind(production, "PrometheusRule").values()
+    exprs = [r["expr"] for group in rule["spec"]["groups"] for r in group["rules"]]
+    (dashboard_map,) = (c for c in production if c["metadata"]["name"] == "dentiapro-dashboards")
+    (dashboard_json,) = dashboard_map["data"].values()
+    exprs += [expr for _, expr in dashboard_queries(json.loads(dashboard_json))]
+    jobs_selected = 0
+    for expr in exprs:
+        check_exported(expr, exported_metrics, kubernetes_jobs)
+        jobs_selected += sum(
+            1 for s in selectors(expr) for m in s.matchers.matchers if m.name == "job"
+        )
+    assert jobs_selected > 10
+
+
+def test_prometheus_rule_is_the_compose_rules_file(production: list[Json]) -> None:
+    compose = yaml.safe_load((DEPLOY / "prometheus" / "rules" / "dentiapro.yml").read_text())
+    (rule,) = by_kind(production, "PrometheusRule").values()
+    assert rule["spec"]["groups"] == compose["groups"]
+
+
+def test_dashboard_config_map_is_the_compose_dashboard_for_grafanas_sidecar(
+    production: list[Json],
+) -> None:
+    maps = [
+        c
+        for c in production
+        if c["kind"] == "ConfigMap" and "grafana_dashboard" in c["metadata"].get("labels", {})
+    ]
+    (dashboards,) = maps
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    files = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+    assert sorted(dashboards["data"]) == [path.name for path in files]
+    for path in files:
+        assert json.loads(dashboards["data"][path.name]) == json.loads(path.read_text())
+
+
+def test_health_probes_are_the_compose_ones(pod_monitors: dict[str, Json]) -> None:
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    compose = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "health")
+    (endpoint,) = pod_monitors["dentiapro-health"]["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == compose["metrics_path"]
+    assert endpoint["params"] == compose["params"]
+    target = next(r for r in endpoint["relabelings"] if r["targetLabel"] == "__param_target")
+    expected = next(
+        r for r in compose["relabel_configs"] if r.get("target_label") == "__param_target"
+    )
+    assert (target["regex"], target["replacement"]) == (expected["regex"], expected["replacement"])
+    service = next(r for r in endpoint["relabelings"] if r["targetLabel"] == "service")
+    assert service["sourceLabels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_name"]
+    # The blackbox exporter of the cluster has compose's module (deploy/k8s/blackbox-values.yaml).
+    values = yaml.safe_load((DEPLOY / "k8s" / "blackbox-values.yaml").read_text())
+    blackbox = yaml.safe_load((DEPLOY / "prometheus" / "blackbox.yml").read_text())
+    assert values["config"]["modules"] == blackbox["modules"]
+    address = next(r for r in endpoint["relabelings"] if r["targetLabel"] == "__address__")
+    assert address["replacement"].endswith(":9115")
+
+
+def test_traefik_is_scraped_where_its_chart_runs_it(
+    pod_monitors: dict[str, Json], traefik_values: Json, production: list[Json]
+) -> None:
+    spec = pod_monitors["dentiapro-traefik"]["spec"]
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert endpoint == {"port": "web", "path": "/metrics/", "interval": "15s"}
+    # /metrics/ is routed on `web` by the IngressRoute (manual routing), as in compose.
+    assert "--metrics.prometheus.manualRouting=true" in traefik_values["additionalArguments"]
+    (ingress,) = by_kind(production, "IngressRoute").values()
+    metrics = [r for r in ingress["spec"]["routes"] if "/metrics/" in r["match"]]
+    assert metrics[0]["services"][0]["name"] == "prometheus@internal"
+    # The namespace the NetworkPolicies let Traefik in from.
+    (namespace,) = spec["namespaceSelector"]["matchNames"]
+    policy = by_kind(production, "NetworkPolicy")["clinic"]
+    sources = [entry for rule in policy["spec"]["ingress"] for entry in rule["from"]]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "podSelector": {"matchLabels": spec["selector"]["matchLabels"]}} in sources  # fmt: skip

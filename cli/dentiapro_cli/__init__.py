@@ -1,0 +1,1 @@
+"""``dentiapro``: the operator's command (``dentiapro --help``)."""
