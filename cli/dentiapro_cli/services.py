@@ -1,7 +1,7 @@
 """The one place that knows how the services' own (synchronous) code is called.
 
-The commands import this module when they run (not for ``--help``, which stays instant). The
-clinic service is being moved to async: its names change in ``clinic_tenants`` only.
+The commands import this module when they run (not for ``--help``, which stays instant).
+Migrations are synchronous (Alembic on psycopg2 or sqlite3), whatever the services serve with.
 """
 
 from collections.abc import Callable, Iterator
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import auth.db
 import auth.settings
-import clinic.db
+import clinic.schemas
 import clinic.settings
 import tenants.db
 import tenants.settings
@@ -38,8 +38,8 @@ class ClinicTenants:
 @contextmanager
 def clinic_tenants() -> Iterator[ClinicTenants]:
     """The clinic's tenant databases (``CLINIC_DATABASE_URL``), closed afterwards."""
-    databases = clinic.db.tenant_databases(clinic.settings.get_settings())
+    schemas = clinic.schemas.tenant_schemas(clinic.settings.get_settings())
     try:
-        yield ClinicTenants(names=databases.tenants(), migrate=databases.ensure_tenant)
+        yield ClinicTenants(names=schemas.tenants(), migrate=schemas.upgrade)
     finally:
-        databases.dispose()
+        schemas.dispose()

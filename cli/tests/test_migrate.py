@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clinic.db import head_revision
+from clinic.schemas import head_revision
 from common.pytest_plugin import DatabaseUrlFactory
 from sqlalchemy import create_engine, text
 

@@ -8,7 +8,7 @@ patient or cabinet that consultations still reference (RESTRICT): only then do w
 reference failed, to name the field in the 400 or count the references in the 409.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
@@ -212,6 +212,32 @@ async def get(db: AsyncConnection, model: Model, record_id: int) -> Row[Any] | N
     if not 0 < record_id <= MAX_ID:
         return None
     return (await db.execute(BY_ID[model], {"record_id": record_id})).first()
+
+
+# The whole record of one patient (the FHIR export): every consultation, oldest first, and
+# the cabinets they took place in. Built once, as the reads above.
+PATIENT_CONSULTATIONS = (
+    select(*SELECTED[Consultation])
+    .where(COLUMNS[Consultation]["patient"] == bindparam("patient_id"))
+    .order_by(COLUMNS[Consultation]["date"], COLUMNS[Consultation]["id"])
+)
+CABINETS_OF_PATIENT = select(*SELECTED[Cabinet]).where(
+    COLUMNS[Cabinet]["id"].in_(
+        select(COLUMNS[Consultation]["cabinet"]).where(
+            COLUMNS[Consultation]["patient"] == bindparam("patient_id")
+        )
+    )
+)
+
+
+async def patient_record(
+    db: AsyncConnection, patient_id: int
+) -> tuple[Sequence[Row[Any]], Sequence[Row[Any]]]:
+    """A patient's consultations and the cabinets they took place in."""
+    params = {"patient_id": patient_id}
+    consultations = (await db.execute(PATIENT_CONSULTATIONS, params)).all()
+    cabinets = (await db.execute(CABINETS_OF_PATIENT, params)).all()
+    return consultations, cabinets
 
 
 # --- writes, each recorded in the audit trail with the change itself (clinic.audit) ---

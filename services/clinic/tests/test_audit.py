@@ -298,7 +298,13 @@ def test_a_failing_flush_turns_health_red_and_recovers(
                 break
             time.sleep(0.2)
         assert checks["audit"] == {"status": "fail", "output": "RuntimeError"}
-        assert "clinic_audit_flush_failures_total 1" in client.get("/metrics/").text
+        failures = [
+            float(line.rsplit(" ", 1)[1])
+            for line in client.get("/metrics/").text.splitlines()
+            if line.startswith("clinic_audit_flush_failures_total ")
+        ]
+        assert failures
+        assert failures[0] >= 1
         proxy.start()
         deadline = time.monotonic() + 15
         while client.get("/health/").status_code != 200:
@@ -327,3 +333,15 @@ def test_audit_metrics_count_events_and_show_the_lag(
 def test_the_flush_interval_is_bounded(interval: float) -> None:
     with pytest.raises(ValueError, match="audit_flush_interval"):
         ClinicSettings(audit_flush_interval=interval)
+
+
+def test_an_export_is_an_audit_event(dentist: httpx.Client, admin: httpx.Client) -> None:
+    patient = dentist.post("/api/patients/", json=PATIENT).json()
+    exported = dentist.get(f"/api/patients/{patient['id']}/export/")
+    assert exported.status_code == 200
+    [event] = events(admin, expect=1, action="export")
+    assert (event["resource"], event["resource_id"], event["status"]) == (
+        "patient",
+        patient["id"],
+        200,
+    )

@@ -8,36 +8,27 @@ bundle to a resource of the right type, the codes of required bindings, and the 
 anchored as the R4 JSON schema has it.
 """
 
-import asyncio
 import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
-from clinic import crud
-from clinic.crud import ConsultationFilters
-from clinic.db import tenant_databases
 from clinic.fhir import patient_bundle
 from clinic.models import (
     MAX_ID,
-    Cabinet,
     CabinetCreate,
     CabinetPublic,
     ConsultationCreate,
     ConsultationPublic,
-    Patient,
     PatientCreate,
     PatientPublic,
     parse_datetime,
 )
-from clinic.settings import ClinicSettings
-from common.listing import ListFilters, ListQuery
-from common.pagination import PageRequest
 from fhir.resources.R4B.bundle import Bundle
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
@@ -379,69 +370,73 @@ def test_whitespace_a_fhir_string_cannot_hold_becomes_a_space_or_a_line_feed() -
     assert resources(bundle, "Procedure")[0]["code"] == {"text": "\nx"}
 
 
-def test_rows_read_by_crud_export_as_stored(
-    database_url: Callable[[str], str], tmp_path: Path
+# --- GET /api/patients/<id>/export/ over HTTP, on both backends ---
+
+
+def test_the_export_route_serves_the_whole_record_as_fhir_json(
+    fresh_api: httpx.Client,
+    make_patient: Callable[..., Json],
+    make_cabinet: Callable[..., Json],
+    make_consultation: Callable[..., Json],
 ) -> None:
-    """The function takes the rows clinic.crud returns (SQLAlchemy rows), on both backends."""
-    settings = ClinicSettings(database_url=database_url("clinic"), data_dir=tmp_path)
-    bundle = asyncio.run(_export_from_database(settings))
-
+    north, south, unused = (make_cabinet(fresh_api, name=name) for name in ("Nord", "Sud", "Ouest"))
+    patient = make_patient(fresh_api, name="Élodie Martin", email=None)
+    other = make_patient(fresh_api)
+    for who, cabinet, when, treatment in (
+        (patient, south, "2024-05-03T12:00:00+02:00", ""),
+        (patient, north, "2024-05-02T08:30:00+10:00", "Détartrage"),
+        (patient, north, "2024-05-04T09:00:00Z", "Contrôle"),
+        (other, unused, "2024-05-04T08:00:00Z", "Extraction"),
+    ):
+        make_consultation(
+            fresh_api,
+            patient=who["id"],
+            cabinet=cabinet["id"],
+            date=when,
+            diagnosis="Bilan",
+            treatment=treatment,
+        )
+    response = fresh_api.get(f"/api/patients/{patient['id']}/export/")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/fhir+json"
+    assert response.headers["cache-control"] == "no-store"
+    bundle = response.json()
     assert_valid(bundle)
-    (patient,) = resources(bundle, "Patient")
-    assert patient["name"][0]["text"] == "Élodie Martin"
-    assert [location["name"] for location in resources(bundle, "Location")] == ["Nord", "Sud"]
+    (exported,) = resources(bundle, "Patient")
+    assert exported["name"][0]["text"] == "Élodie Martin"
+    assert sorted(location["name"] for location in resources(bundle, "Location")) == ["Nord", "Sud"]
     periods = [encounter["period"]["start"] for encounter in resources(bundle, "Encounter")]
-    assert periods == ["2024-05-01T22:30:00+00:00", "2024-05-03T10:00:00+00:00"]
-    assert len(resources(bundle, "Procedure")) == 1
+    assert periods == [
+        "2024-05-01T22:30:00+00:00",
+        "2024-05-03T10:00:00+00:00",
+        "2024-05-04T09:00:00+00:00",
+    ]
+    assert len(resources(bundle, "Procedure")) == 2
+    assert "Extraction" not in response.text  # the other patient's record stays out
 
 
-async def _export_from_database(settings: ClinicSettings) -> Json:
-    databases = tenant_databases(settings)
-    tenant = settings.default_tenant
-    try:
-        async with databases.connect(tenant, write=True) as db:
-            north, south, unused = [
-                await crud.create_cabinet(
-                    db=db,
-                    cabinet_in=CabinetCreate(
-                        name=name, address="1 place", contact_number="0123456"
-                    ),
-                )
-                for name in ("Nord", "Sud", "Ouest")
-            ]
-            patient_in = PatientCreate(
-                name="Élodie Martin", birthdate=date(1985, 5, 5), contact_number="0612345678"
-            )
-            patient = await crud.create_patient(db=db, patient_in=patient_in)
-            other = await crud.create_patient(db=db, patient_in=patient_in)
-            for who, cabinet, when, treatment in (
-                (patient, south, "2024-05-03T12:00:00+02:00", ""),
-                (patient, north, "2024-05-02T08:30:00+10:00", "Détartrage"),
-                (other, unused, "2024-05-04T08:00:00Z", "Extraction"),
-            ):
-                consultation_in = ConsultationCreate.model_validate(
-                    {
-                        "patient": who.id,
-                        "cabinet": cabinet.id,
-                        "date": when,
-                        "diagnosis": "Contrôle",
-                        "treatment": treatment,
-                    }
-                )
-                await crud.create_consultation(db=db, consultation_in=consultation_in)
-        async with databases.connect(tenant, write=False) as db:
-            row = await crud.get(db, Patient, patient.id)
-            assert row is not None
-            query = ListQuery(PageRequest(), ListFilters())
-            page = await crud.list_consultations(
-                db=db, query=query, filters=ConsultationFilters(patient=row.id)
-            )
-            cabinets = [await crud.get(db, Cabinet, c.cabinet) for c in page.results]
-            return patient_bundle(
-                row, page.results, [c for c in cabinets if c is not None], tenant=tenant
-            )
-    finally:
-        await databases.dispose()
+def test_a_patient_without_consultations_exports_alone(
+    fresh_api: httpx.Client, make_patient: Callable[..., Json]
+) -> None:
+    patient = make_patient(fresh_api)
+    bundle = fresh_api.get(f"/api/patients/{patient['id']}/export/").json()
+    assert_valid(bundle)
+    assert [entry["resource"]["resourceType"] for entry in bundle["entry"]] == ["Patient"]
+
+
+def test_the_export_is_the_tenants_own_and_needs_a_token(
+    fresh_api: httpx.Client,
+    client_for: Callable[[str | None], httpx.Client],
+    new_tenant: Callable[[], str],
+    make_patient: Callable[..., Json],
+) -> None:
+    patient = make_patient(fresh_api)
+    url = f"/api/patients/{patient['id']}/export/"
+    assert client_for(new_tenant()).get(url).status_code == 404
+    assert client_for(None).get(url).status_code == 401
+    assert fresh_api.get("/api/patients/999999/export/").status_code == 404
+    assert fresh_api.get("/api/patients/abc/export/").status_code == 404
+    assert fresh_api.post(url, json={}).status_code == 405
 
 
 # --- any record the API can store ---

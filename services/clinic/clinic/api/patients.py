@@ -2,11 +2,16 @@
 
 from common.listing import ListQueryDep, PageResult
 from common.pagination import Page
+from common.tokens import CurrentPrincipal
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
 from clinic import crud
 from clinic.api.deps import AUTHENTICATED, AuditDep, PatientDep, Record, TenantDb
+from clinic.fhir import patient_bundle
 from clinic.models import PatientCreate, PatientPublic, PatientUpdate
+
+FHIR_JSON = "application/fhir+json"
 
 router = APIRouter(prefix="/api/patients", tags=["patients"], dependencies=AUTHENTICATED)
 
@@ -52,6 +57,22 @@ async def patch_patient(
         changes=changes.model_dump(exclude_unset=True),
         audit=audit,
     )
+
+
+@router.get(
+    "/{patient_id}/export/",
+    response_class=JSONResponse,
+    responses={200: {"content": {FHIR_JSON: {}}, "description": "A FHIR R4 Bundle"}},
+)
+async def export_patient(
+    patient: PatientDep, db: TenantDb, audit: AuditDep, principal: CurrentPrincipal
+) -> JSONResponse:
+    """The patient's whole record as a FHIR R4 Bundle (`collection`): the Patient, an
+    Encounter (and a Procedure for its treatment) per consultation, the cabinets as Locations."""
+    consultations, cabinets = await crud.patient_record(db, patient.id)
+    audit.touch("export", "patient", [patient.id])
+    bundle = patient_bundle(patient, consultations, cabinets, tenant=principal.tenant)
+    return JSONResponse(bundle, media_type=FHIR_JSON)
 
 
 @router.delete("/{patient_id}/", status_code=204, response_class=Response)
