@@ -7,6 +7,7 @@ the background); then the service's own ``lifespan``. Shut down in reverse.
 """
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +42,26 @@ class Database:
     migrations: Path
     # Any constant of the service's own: replicas starting together take turns at migrating.
     lock_key: int
+
+
+# Allocations between two young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_garbage_collector() -> None:
+    """Keep the cyclic garbage collector off the latency tail (docs/performance.md).
+
+    Everything alive once the app has started (modules, the framework, caches: ~140,000
+    objects) lives as long as the process: ``gc.freeze()`` takes it out of every collection.
+    With dozens of requests in flight, objects still in use at a young collection are promoted
+    and die old, and old-generation collections paused the event loop for 50-140 ms under load
+    (measured); collecting the young generation every 10,000 allocations instead of 700 lets
+    a request's objects die young.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def metrics_router() -> APIRouter:
@@ -130,6 +151,7 @@ def create_app(
                 )
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app))
+            tune_garbage_collector()
             yield
 
     app = FastAPI(

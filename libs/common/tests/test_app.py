@@ -141,3 +141,17 @@ def test_a_refused_media_type_says_no_store_too(client: httpx.Client) -> None:
 
 def test_health_and_metrics_are_not_api_paths(client: httpx.Client) -> None:
     assert "cache-control" not in client.get("/health/").headers
+
+
+def test_a_started_app_freezes_what_it_started_with_and_collects_young_objects_less_often(
+    client: httpx.Client,
+) -> None:
+    """The app's start-up leaves its long-lived objects out of every collection (gc.freeze)
+    and a higher young-generation threshold (tune_garbage_collector)."""
+    import gc
+
+    from common.app import GC_YOUNG_THRESHOLD
+
+    assert client.get("/health/live").status_code == 200
+    assert gc.get_freeze_count() > 10_000
+    assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
