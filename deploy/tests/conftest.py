@@ -139,6 +139,17 @@ def compose_config(
     return config
 
 
+def secret_files(target: str) -> list[str]:
+    """The files, relative to deploy/k8s/``target``, that its secretGenerator reads: written by
+    the operator, never committed."""
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / target / "kustomization.yaml").read_text())
+    return [
+        entry.split("=", 1)[-1]
+        for generator in kustomization.get("secretGenerator", [])
+        for entry in generator.get("files", [])
+    ]
+
+
 def copy_for_kustomize(destination: Path, target: str) -> Path:
     """deploy/k8s (and deploy/grafana, whose dashboards it reads) copied under ``destination``
     with placeholder files where an operator puts the overlay ``target``'s secrets; the copy of
@@ -146,14 +157,11 @@ def copy_for_kustomize(destination: Path, target: str) -> Path:
     shutil.copytree(DEPLOY / "k8s", destination / "k8s")
     shutil.copytree(DEPLOY / "grafana", destination / "grafana")
     copy = destination / "k8s"
-    if target != "base":
-        secrets = copy / target / "secrets"
-        kustomization = yaml.safe_load((copy / target / "kustomization.yaml").read_text())
-        for generator in kustomization.get("secretGenerator", []):
-            for entry in generator.get("files", []):
-                path = copy / target / entry.split("=", 1)[-1]
-                assert path.parent == secrets, f"{entry}: secrets belong in {secrets}"
-                path.write_text(f"placeholder for {path.name}")
+    secrets = copy / target / "secrets"
+    for entry in secret_files(target):
+        path = copy / target / entry
+        assert path.parent == secrets, f"{entry}: secrets belong in {secrets}"
+        path.write_text(f"placeholder for {path.name}")
     return copy
 
 
@@ -185,17 +193,20 @@ def deploy_copy(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
 def render_kustomization(
     kustomize: Callable[[Path], list[Json]], tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[[str], list[Json]]:
-    """Render ``base`` or an overlay with ``kubectl kustomize`` into a list of objects.
+    """Render a kustomization of deploy/k8s (``base``, an overlay, ``traefik``) with
+    ``kubectl kustomize`` into a list of objects.
 
-    Overlays generate Secrets from files that are never committed, so they render from a copy
-    of deploy/ with placeholder files where an operator would put the real ones.
+    An overlay that generates Secrets from files, which are never committed, renders from a
+    copy of deploy/ with placeholder files where an operator would put the real ones; the others
+    render in place, so their references outside deploy/ (``traefik``: the plugin's source in
+    gateway/) resolve as they do for an operator.
     """
     cache: dict[str, list[Json]] = {}
 
     def render(target: str) -> list[Json]:
         if target not in cache:
             source = DEPLOY / "k8s"
-            if target != "base":
+            if secret_files(target):
                 source = copy_for_kustomize(tmp_path_factory.mktemp("deploy"), target)
             cache[target] = kustomize(source / target)
         return cache[target]

@@ -238,16 +238,32 @@ def test_no_default_password_reaches_a_container(name: str, compose_config: Json
 
 
 INTERNAL_TOKEN = "DENTIAPRO_INTERNAL_TOKEN"
+# tenants requires it on /internal/; auth (tenant resolution) and Traefik (the token check's
+# tenant status) send it. The edge calls no /internal/ path: it only aggregates /health/.
+INTERNAL_TOKEN_HOLDERS = {"tenants", "auth", "traefik"}
 
 
 def test_the_internal_token_reaches_only_who_sends_or_checks_it(compose_config: Json) -> None:
-    """tenants requires it on /internal/; auth and Traefik (and the edge, while it checks
-    tokens) send it; clinic and the rest never see it."""
     services = compose_config["services"]
-    for name in ("tenants", "auth", "traefik", "edge"):
+    for name in INTERNAL_TOKEN_HOLDERS:
         assert services[name]["environment"][INTERNAL_TOKEN] == "test-internal-token", name
-    for name in set(services) - {"tenants", "auth", "traefik", "edge"}:
+    for name in set(services) - INTERNAL_TOKEN_HOLDERS:
         assert INTERNAL_TOKEN not in (services[name].get("environment") or {}), name
+
+
+def test_every_holder_of_the_internal_token_requires_it(
+    run_compose: RunCompose, compose_env_file: Path
+) -> None:
+    """Not only tenants: a Traefik started without it would get 401 from /internal/ and answer
+    every protected request with 503. Read before interpolation, where the default shows."""
+    result = run_compose(
+        "config", "--no-interpolate", "--format", "json", env_file=compose_env_file
+    )
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    required = f"${{{INTERNAL_TOKEN}:?set {INTERNAL_TOKEN} in .env}}"
+    for name in INTERNAL_TOKEN_HOLDERS:
+        assert services[name]["environment"][INTERNAL_TOKEN] == required, name
 
 
 def test_compose_refuses_to_start_without_the_internal_token(

@@ -466,7 +466,9 @@ def test_cluster_traefik_flags_are_accepted_by_this_traefik(
 # ------------------------------------------------------- settings and the internal token
 
 
-def test_the_internal_token_reaches_auth_tenants_and_the_edge_only(production: list[Json]) -> None:
+def test_the_internal_token_reaches_auth_and_tenants_only(production: list[Json]) -> None:
+    """tenants checks it, auth sends it; Traefik reads its own copy (below). The edge calls no
+    /internal/ path (it only aggregates /health/), so a compromised edge holds no credential."""
     secrets = by_kind(production, "Secret")
     for obj in production:
         pod = obj.get("spec", {}).get("template", {}).get("spec")
@@ -474,7 +476,7 @@ def test_the_internal_token_reaches_auth_tenants_and_the_edge_only(production: l
             continue
         variables = {v["name"]: v for c in pod["containers"] for v in c.get("env", [])}
         name = obj["metadata"]["name"]
-        if name in {"auth", "tenants", "edge"}:
+        if name in {"auth", "tenants"}:
             ref = variables["DENTIAPRO_INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"]
             assert ref["name"].startswith("dentiapro-internal-"), ref  # generated, hashed
             assert ref["key"] in secrets[ref["name"]]["data"]

@@ -361,10 +361,10 @@ def _scrape_jobs(
         if o["kind"] == "Deployment"
     ]
     traefik_labels = {"app.kubernetes.io/name": "traefik"}  # the Helm chart's pod labels
-    traefik_ports = (
-        {"containers": [{"ports": [{"name": "web"}]}]} if "web" in traefik_values["ports"] else {}
-    )
-    pods.append(("traefik", traefik_labels, traefik_ports))
+    # The chart gives its container a port named after each entry of `ports`, exposed by its
+    # Service or not.
+    traefik_ports = [{"name": name} for name in traefik_values["ports"]]
+    pods.append(("traefik", traefik_labels, {"containers": [{"ports": traefik_ports}]}))
     jobs: dict[str, str] = {}
     for monitor in pod_monitors.values():
         spec = monitor["spec"]
@@ -442,7 +442,11 @@ def test_alerts_and_dashboard_match_kubernetes_targets(
 def test_prometheus_rule_is_the_compose_rules_file(production: list[Json]) -> None:
     compose = yaml.safe_load((DEPLOY / "prometheus" / "rules" / "dentiapro.yml").read_text())
     (rule,) = by_kind(production, "PrometheusRule").values()
-    assert rule["spec"]["groups"] == compose["groups"]
+    # Kustomize cannot make a PrometheusRule of the compose file: the two are kept in step.
+    assert rule["spec"]["groups"] == compose["groups"], (
+        "deploy/k8s/monitoring/prometheus-rule.yaml must hold the groups of "
+        "deploy/prometheus/rules/dentiapro.yml, word for word"
+    )
 
 
 def test_dashboard_config_map_is_the_compose_dashboard_for_grafanas_sidecar(
@@ -485,14 +489,34 @@ def test_health_probes_are_the_compose_ones(pod_monitors: dict[str, Json]) -> No
 def test_traefik_is_scraped_where_its_chart_runs_it(
     pod_monitors: dict[str, Json], traefik_values: Json, production: list[Json]
 ) -> None:
+    """Compose's two jobs on Traefik: its own metrics on `web` (job `traefik`), the token
+    check's counters on `internal` (job `token-checks`), each served by an IngressRoute on that
+    entry point."""
     spec = pod_monitors["dentiapro-traefik"]["spec"]
-    (endpoint,) = spec["podMetricsEndpoints"]
-    assert endpoint == {"port": "web", "path": "/metrics/", "interval": "15s"}
+    web, internal = spec["podMetricsEndpoints"]
+    assert web == {"port": "web", "path": "/metrics/", "interval": "15s"}
+    assert internal == {
+        "port": "internal",
+        "path": "/metrics/",
+        "interval": "15s",
+        "relabelings": [{"targetLabel": "job", "replacement": "token-checks"}],
+    }
     # /metrics/ is routed on `web` by the IngressRoute (manual routing), as in compose.
     assert "--metrics.prometheus.manualRouting=true" in traefik_values["additionalArguments"]
-    (ingress,) = by_kind(production, "IngressRoute").values()
-    metrics = [r for r in ingress["spec"]["routes"] if "/metrics/" in r["match"]]
-    assert metrics[0]["services"][0]["name"] == "prometheus@internal"
+    metrics_routes: dict[str, Json] = {}
+    for ingress in by_kind(production, "IngressRoute").values():
+        (entry_point,) = ingress["spec"]["entryPoints"]
+        for route in ingress["spec"]["routes"]:
+            if "/metrics/" in route["match"]:
+                assert metrics_routes.setdefault(entry_point, route) is route, entry_point
+    assert set(metrics_routes) == {"web", "internal"}
+    assert metrics_routes["web"]["services"][0]["name"] == "prometheus@internal"
+    # The plugin's `metrics` mode answers on the internal entry point, before noop@internal.
+    assert metrics_routes["internal"]["middlewares"] == [{"name": "token-check-metrics"}]
+    plugin = by_kind(production, "Middleware")["token-check-metrics"]["spec"]["plugin"]
+    assert plugin == {"tokencheck": {"mode": "metrics"}}
+    # A port of the pod that the chart's Service never exposes: Prometheus scrapes the pods.
+    assert traefik_values["ports"]["internal"]["expose"] == {"default": False}
     # The namespace the NetworkPolicies let Traefik in from.
     (namespace,) = spec["namespaceSelector"]["matchNames"]
     policy = by_kind(production, "NetworkPolicy")["clinic"]

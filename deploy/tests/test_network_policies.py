@@ -158,13 +158,13 @@ def pods(production: list[Json]) -> dict[str, Peer]:
 
 # (source, destination, port): every TCP flow DentiaPro needs. Nothing else may pass.
 NEEDED = {
-    # Traefik routes to every service; it also fetches auth's JWKS and asks tenants' /internal/
-    # (the token check in Traefik), which are the same ports.
+    # Traefik routes to every service (the edge: /health/ and the error pages); its token check
+    # also fetches auth's JWKS and asks tenants' /internal/tenants/, on the same ports.
     *(("traefik", name, port) for name, port in PORTS.items()),
     ("auth", "tenants", PORTS["tenants"]),  # tenant resolution on /internal/
     ("clinic", "auth", PORTS["auth"]),  # JWKS
     ("tenants", "auth", PORTS["auth"]),  # JWKS
-    # The edge: every service's /health/ (the aggregate), auth's JWKS, tenants' status.
+    # The edge: each service's /health/ (the aggregate), on its port; it checks no token.
     *(("edge", name, PORTS[name]) for name in ("auth", "clinic", "tenants")),
     # Prometheus scrapes every /metrics/; the blackbox exporter probes each /health/.
     *(("prometheus", name, port) for name, port in PORTS.items()),
