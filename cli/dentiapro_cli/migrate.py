@@ -79,7 +79,7 @@ class Migration:
         self.step("tenants registry", "tenants registry", services.migrate_tenants_registry)
         self.step("auth", "auth", services.migrate_auth)
 
-    def clinic(self, names: list[str], migrate: Callable[[str], None]) -> None:
+    def clinic(self, names: list[str], migrate: Callable[[str], object]) -> None:
         total = len(names)
         self.console.print(f"clinic: {total} tenant{'s' if total != 1 else ''}")
         columns = (

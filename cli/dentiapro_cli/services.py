@@ -32,7 +32,8 @@ class ClinicTenants:
     and how to bring one of them to the latest revision."""
 
     names: list[str]
-    migrate: Callable[[str], None]
+    # Brings one tenant to the latest revision; True if any migration ran.
+    migrate: Callable[[str], object]
 
 
 @contextmanager

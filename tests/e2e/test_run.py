@@ -585,7 +585,7 @@ def _serves_again(name: str, client: httpx.Client, operator: Operator) -> bool:
             return client.get("/api/patients/", headers=root).status_code == 200
         if name == "tenants":
             return client.get("/api/tenants/", headers=root).status_code == 200
-        # edge (ForwardAuth and the aggregate) and traefik: the whole gateway again.
+        # edge (the aggregate /health/ and the error pages) and traefik: the whole gateway again.
         return (
             client.get("/health/").status_code == 200
             and client.get("/api/patients/", headers=root).status_code == 200
