@@ -56,7 +56,7 @@ class Migration:
         self.continue_on_error = continue_on_error
         self.outcome = Outcome()
 
-    def step(self, label: str, name: str, run: Callable[[], None]) -> None:
+    def step(self, label: str, name: str, run: Callable[[], object]) -> None:
         """Run one step and report it; raise StopMigrating when it fails and runs stop."""
         started = time.perf_counter()
         try:
