@@ -180,6 +180,14 @@ def test_who_saw_this_patient_is_one_query(
     assert all(patient["id"] in e["resource_ids"] for e in trail)
 
 
+def test_an_id_no_record_can_have_finds_no_event(admin: httpx.Client) -> None:
+    for action in ("", "view"):
+        params = {"resource_id": "99999999999", "user_id": "99999999999", "action": action}
+        response = admin.get("/api/audit-events/", params=params)
+        assert response.status_code == 200, response.text
+        assert response.json()["count"] == 0
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
