@@ -129,7 +129,8 @@ def _listing(model: Model) -> Listing:
 
 LISTINGS: dict[Model, Listing] = {model: _listing(model) for model in COLUMNS}
 
-# The audit trail: newest first; "who saw patient 42" is resource + resource_id (a GIN lookup).
+# The audit trail: newest first; "who saw patient 42" is resource + resource_id (a GIN lookup
+# of resource_ids); "who opened it" (any action but a list) reads resource_id itself.
 AUDIT_LISTING = Listing(
     table=AUDIT,
     columns=list(AUDIT.c),
@@ -141,6 +142,7 @@ AUDIT_LISTING = Listing(
         "action": lambda value: AUDIT.c.action == value,
         "user_id": lambda value: AUDIT.c.user_id == value,
         "resource_id": lambda value: ContainsId(type_coerce(value, Integer)),
+        "record_id": lambda value: AUDIT.c.resource_id == value,
         "after": lambda value: AUDIT.c.at >= value,
         "before": lambda value: AUDIT.c.at <= value,
         "before_day": lambda value: AUDIT.c.at < value,
@@ -149,10 +151,22 @@ AUDIT_LISTING = Listing(
 )
 
 
+def audit_filter_values(filters: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The audit listing's filters for the API's: events of one record (any action but a list)
+    name it in ``resource_id`` as in ``resource_ids`` (``clinic.audit.event_row``), so with
+    such an ``action`` the record is looked up there, newest first in its own index
+    (migration 0005), rather than among the ids of every list."""
+    if "resource_id" not in filters or filters.get("action", "list") == "list":
+        return filters
+    found = {name: value for name, value in filters.items() if name != "resource_id"}
+    found["record_id"] = filters["resource_id"]
+    return found
+
+
 async def list_audit_events(
     *, db: AsyncConnection, query: ListQuery, filters: Mapping[str, Any]
 ) -> PageResult:
-    return await fetch_page(db, AUDIT_LISTING, query, filters)
+    return await fetch_page(db, AUDIT_LISTING, query, audit_filter_values(filters))
 
 
 @dataclass(frozen=True, slots=True)

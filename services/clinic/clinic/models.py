@@ -15,6 +15,7 @@ from common.listing import utc_datetime
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BeforeValidator, field_validator
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
 
@@ -344,6 +345,17 @@ class AuditEvent(SQLModel, table=True):
         Index("ix_audit_event_at_id", "at", "id"),
         Index("ix_audit_event_user_id_at_id", "user_id", "at", "id"),
         Index("ix_audit_event_resource_ids", "resource_ids", postgresql_using="gin"),
+        # "Who opened this record": the events of one record (lists, which name many, have
+        # no resource_id), newest first (migration 0005).
+        Index(
+            "ix_audit_event_resource_resource_id_at_id",
+            "resource",
+            "resource_id",
+            "at",
+            "id",
+            postgresql_where=sql_text("resource_id IS NOT NULL"),
+            sqlite_where=sql_text("resource_id IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 

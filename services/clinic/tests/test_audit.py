@@ -16,6 +16,8 @@ from sqlalchemy import create_engine, text
 
 Json = dict[str, Any]
 PATIENT = {"name": "Ada Lovelace", "birthdate": "1990-12-10", "contact_number": "+44 20 7946"}
+CABINET = {"name": "Cabinet A", "address": "1 Main St", "contact_number": "+33 1 23 45 67"}
+CONSULTATION = {"date": "2024-03-01T09:30:00Z", "diagnosis": "Caries", "treatment": "Filling"}
 FIELDS = {
     "id",
     "at",
@@ -178,6 +180,37 @@ def test_who_saw_this_patient_is_one_query(
         (11, "create"),
     ]
     assert all(patient["id"] in e["resource_ids"] for e in trail)
+
+
+def test_who_opened_a_record_leaves_out_the_lists_that_showed_it(
+    dentist: httpx.Client, admin: httpx.Client
+) -> None:
+    # A fresh tenant: cabinet 1, patient 1 and consultation 1, three records with one id.
+    cabinet = dentist.post("/api/cabinets/", json=CABINET).json()
+    patient = dentist.post("/api/patients/", json=PATIENT).json()
+    consultation = {"patient": patient["id"], "cabinet": cabinet["id"], **CONSULTATION}
+    consultation = dentist.post("/api/consultations/", json=consultation).json()
+    assert cabinet["id"] == patient["id"] == consultation["id"]
+    record = patient["id"]
+    dentist.get(f"/api/patients/{record}/")
+    dentist.get(f"/api/consultations/{record}/")
+    dentist.get("/api/patients/")  # a list that showed the patient
+    opened = events(admin, expect=1, resource="patient", resource_id=record, action="view")
+    assert [(e["action"], e["resource"], e["resource_id"]) for e in opened] == [
+        ("view", "patient", record)
+    ]
+    views = events(admin, expect=2, resource_id=record, action="view")
+    assert sorted(e["resource"] for e in views) == ["consultation", "patient"]
+    listed = events(admin, expect=1, resource="patient", resource_id=record, action="list")
+    assert [(e["action"], e["resource_ids"]) for e in listed] == [("list", [record])]
+
+
+def test_an_id_no_record_can_have_finds_no_event(admin: httpx.Client) -> None:
+    for action in ("", "view"):
+        params = {"resource_id": "99999999999", "user_id": "99999999999", "action": action}
+        response = admin.get("/api/audit-events/", params=params)
+        assert response.status_code == 200, response.text
+        assert response.json()["count"] == 0
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from typing import Any
 import clinic.models
 import httpx
 import pytest
-from clinic.crud import LISTINGS, SEARCH_TEXT
+from clinic.crud import AUDIT_LISTING, LISTINGS, SEARCH_TEXT, audit_filter_values
 from clinic.models import Cabinet, Consultation, Patient
 from common.testing import migration_drift
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.dialects import postgresql
 from sqlmodel import SQLModel
 
@@ -78,3 +78,63 @@ def test_search_can_use_the_trigram_index(
         plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {sql}"))
     engine.dispose()
     assert f"ix_{model.__tablename__}_search_trgm" in plan, plan
+
+
+# A small trail in the default tenant: lists of 30 patients (every tenth one the first page,
+# ids 1-30), views of one patient, spread over a year.
+SMALL_TRAIL = """
+INSERT INTO audit_event (at, user_id, username, action, resource, resource_id, resource_ids,
+                         request_id, client_ip, status)
+SELECT timestamptz '2026-01-01' + i * interval '1 hour', 1 + i % 5, 'u', kind.action,
+       'patient', kind.one, kind.ids, 'r' || i, '10.0.0.1', 200
+FROM generate_series(1, 6000) i,
+LATERAL (SELECT CASE WHEN i % 2 = 1 THEN 'view' ELSE 'list' END AS action,
+                CASE WHEN i % 2 = 1 THEN 1 + (i * 7919) % 5000 END AS one) choice,
+LATERAL (SELECT choice.action, choice.one,
+                CASE WHEN choice.one IS NOT NULL THEN ARRAY[choice.one]
+                     ELSE ARRAY(SELECT generate_series(s, s + 29)) END AS ids
+         FROM (SELECT CASE WHEN i % 20 = 0 THEN 1 ELSE 1 + (i * 104729) % 4970 END AS s) f
+        ) kind
+"""
+
+
+def test_who_opened_a_record_is_read_from_its_own_index(
+    postgres_url: str, own_server: Callable[[str], Any]
+) -> None:
+    """``?resource=patient&resource_id=42&action=view``: the events of one record, newest first,
+    in a few index pages (at 2,000,000 events the array lookup walked the whole trail:
+    docs/clinic.md)."""
+    with own_server(postgres_url) as base:  # provisions the default tenant (public)
+        assert httpx.get(f"{base}/health/").status_code == 200
+    filters = audit_filter_values({"resource": "patient", "resource_id": 42, "action": "view"})
+    listing = AUDIT_LISTING
+    _, page = listing.statements((0, listing.ordered(""), False, tuple(sorted(filters)), False))
+    query = page.params(**filters, page_limit=50, page_offset=0)
+    sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    engine = create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(text(SMALL_TRAIL))
+        connection.exec_driver_sql("ANALYZE audit_event")
+        plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {sql}"))
+    engine.dispose()
+    # Both the count and the page.
+    assert plan.count("ix_audit_event_resource_resource_id_at_id") == 2, plan
+
+
+def test_the_planner_tracks_enough_ids_of_the_trail(
+    postgres_url: str, own_server: Callable[[str], Any]
+) -> None:
+    """At 2,000,000 events, PostgreSQL's default statistics of ``resource_ids`` kept 50 ids and
+    guessed 10,000 events for any other patient: "who saw patient 54321" (about 200 events)
+    then walked 621,644 rows of the trail instead of reading the GIN index (docs/clinic.md).
+    Migration 0005 has it track 10,000."""
+    with own_server(postgres_url) as base:
+        assert httpx.get(f"{base}/health/").status_code == 200
+    engine = create_engine(postgres_url)
+    with engine.connect() as connection:
+        target = connection.exec_driver_sql(
+            "SELECT attstattarget FROM pg_attribute "
+            "WHERE attrelid = 'public.audit_event'::regclass AND attname = 'resource_ids'"
+        ).scalar_one()
+    engine.dispose()
+    assert target == 1000

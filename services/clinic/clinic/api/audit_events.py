@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query
 from clinic import crud
 from clinic.api.deps import AUTHENTICATED, TenantDb, date_or_datetime, record_id
 from clinic.crud import day_start
-from clinic.models import AUDIT_ACTIONS, AUDIT_RESOURCES, AuditEventPublic
+from clinic.models import AUDIT_ACTIONS, AUDIT_RESOURCES, MAX_ID, AuditEventPublic
 
 INVALID_CHOICE = "Select a valid choice. {} is not one of the available choices."
 
@@ -68,7 +68,9 @@ async def audit_filters(
             if value is None:
                 errors[name] = "A valid integer is required."
             else:
-                found[name] = value
+                # An id beyond the column's range names nothing (and must not reach
+                # PostgreSQL, which refuses the parameter); no record or user has id 0.
+                found[name] = value if value <= MAX_ID else 0
     for name, raw in (("after", after), ("before", before)):
         if raw is None or not raw.strip():
             continue
