@@ -2,16 +2,18 @@
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from common.db import utcnow
 from common.errors import Throttled, TokenInvalid, ValidationFailed
-from common.listing import ListFilters, order_by, search_terms
-from sqlalchemy import ColumnElement, delete, func, or_, update
+from common.listing import Listing, ListQuery, PageResult, fetch_page
+from sqlalchemy import ColumnElement, Table, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth.models import (
     LoginFailure,
@@ -20,6 +22,7 @@ from auth.models import (
     SigningKey,
     TokenPair,
     User,
+    UserDetail,
     UserRegister,
     UserUpdate,
     normalize_username,
@@ -37,28 +40,29 @@ SIGNING_KEY_NAME = "primary"
 # ---- users --------------------------------------------------------------------------------
 
 
-def get_user(*, session: Session, user_id: int) -> User | None:
-    return session.get(User, user_id)
+async def get_user(*, session: AsyncSession, user_id: int) -> User | None:
+    return await session.get(User, user_id)
 
 
-def get_user_by_username(*, session: Session, username: str) -> User | None:
-    return session.exec(select(User).where(User.username_key == username_key(username))).first()
+async def get_user_by_username(*, session: AsyncSession, username: str) -> User | None:
+    statement = select(User).where(User.username_key == username_key(username))
+    return (await session.exec(statement)).first()
 
 
-def _tenant_has_members(session: Session, tenant: str) -> bool:
+async def _tenant_has_members(session: AsyncSession, tenant: str) -> bool:
     statement = select(User.id).where(User.tenant == tenant, col(User.is_superuser).is_(False))
-    return session.exec(statement.limit(1)).first() is not None
+    return (await session.exec(statement.limit(1))).first() is not None
 
 
-def create_user(
-    *, session: Session, data: UserRegister, tenant: str, hasher: PasswordHasher
+async def create_user(
+    *, session: AsyncSession, data: UserRegister, tenant: str, hasher: PasswordHasher
 ) -> User:
     """Register a user in ``tenant``: its first user becomes the active admin, later ones
     are pending staff. Races on the username or on "first" are settled by unique constraints."""
-    if get_user_by_username(session=session, username=data.username) is not None:
+    if await get_user_by_username(session=session, username=data.username) is not None:
         raise ValidationFailed({"username": USERNAME_TAKEN})
-    password_hash = hasher.hash(data.password)
-    founder = not _tenant_has_members(session, tenant)
+    password_hash = await hasher.hash(data.password)
+    founder = not await _tenant_has_members(session, tenant)
     while True:
         now = utcnow()
         user = User(
@@ -75,49 +79,69 @@ def create_user(
         )
         session.add(user)
         try:
-            session.commit()
+            await session.commit()
         except IntegrityError:
-            session.rollback()
-            if get_user_by_username(session=session, username=data.username) is not None:
+            await session.rollback()
+            if await get_user_by_username(session=session, username=data.username) is not None:
                 raise ValidationFailed({"username": USERNAME_TAKEN}) from None
             if not founder:
                 raise
             founder = False  # another registration became the tenant's first user meanwhile
             continue
-        session.refresh(user)
         return user
 
 
-def authenticate(
-    *, session: Session, username: str, password: str, hasher: PasswordHasher
+async def authenticate(
+    *, session: AsyncSession, username: str, password: str, hasher: PasswordHasher
 ) -> User | None:
     """The user these credentials belong to, active or not; ``None`` when they are wrong."""
-    user = get_user_by_username(session=session, username=username)
+    user = await get_user_by_username(session=session, username=username)
     if user is None:
         # Same Argon2 work as for a real user, so response time does not reveal who exists.
-        hasher.verify_dummy(password)
+        await hasher.verify_dummy(password)
         return None
-    if not hasher.verify(user.password_hash, password):
+    if not await hasher.verify(user.password_hash, password):
         return None
     if hasher.needs_rehash(user.password_hash):
-        user.password_hash = hasher.hash(password)
+        user.password_hash = await hasher.hash(password)
         session.add(user)
-        session.commit()
+        await session.commit()
     return user
 
 
-# ?ordering= fields of the users list (unknown ones ignored; id breaks ties).
-USER_ORDERING = {
-    "id": col(User.id),
-    "username": col(User.username_key),
-    "email": col(User.email),
-    "role": col(User.role),
-    "tenant": col(User.tenant),
-    "is_active": col(User.is_active),
-    "is_superuser": col(User.is_superuser),
-    "date_joined": col(User.date_joined),
-    "updated_at": col(User.updated_at),
-}
+# ---- the users list (common.listing's pipeline) ----------------------------------------
+
+
+def _search_users(terms: Sequence[str]) -> list[ColumnElement[bool]]:
+    # As DRF's SearchFilter: every term (split on spaces and commas) in username or email.
+    return [
+        or_(
+            # Normalised as stored usernames are (NFKC, case-folded).
+            col(User.username_key).contains(username_key(term), autoescape=True),
+            func.lower(col(User.email)).contains(term.lower(), autoescape=True),
+        )
+        for term in terms
+    ]
+
+
+def _users_table() -> Table:
+    table: Table = User.__table__  # type: ignore[attr-defined]
+    return table
+
+
+USER_COLUMNS = _users_table().c
+USERS = Listing(
+    table=_users_table(),
+    # What a page selects: the fields of UserDetail, each a column of the same name.
+    columns=[USER_COLUMNS[name] for name in UserDetail.model_fields],
+    # Every listed field is orderable; usernames sort as they compare (case-insensitively).
+    ordering={
+        **{name: USER_COLUMNS[name] for name in UserDetail.model_fields},
+        "username": USER_COLUMNS.username_key,
+    },
+    search=_search_users,
+    updated_at=USER_COLUMNS.updated_at,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,46 +152,17 @@ class UserScope:
     include_superusers: bool
 
 
-def _user_conditions(scope: UserScope, filters: ListFilters) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
+async def list_users(*, session: AsyncSession, scope: UserScope, query: ListQuery) -> PageResult:
+    """A page of the users in ``scope`` matching the list parameters."""
+    where: list[ColumnElement[bool]] = []
     if scope.tenant is not None:
-        conditions.append(col(User.tenant) == scope.tenant)
+        where.append(col(User.tenant) == scope.tenant)
     if not scope.include_superusers:
-        conditions.append(col(User.is_superuser).is_(False))
-    # As DRF's SearchFilter: every term (split on spaces and commas) in username or email.
-    for term in search_terms(filters.search):
-        conditions.append(
-            or_(
-                # Normalised as stored usernames are (NFKC, case-folded).
-                col(User.username_key).contains(username_key(term), autoescape=True),
-                func.lower(col(User.email)).contains(term.lower(), autoescape=True),
-            )
-        )
-    if filters.updated_after is not None:
-        conditions.append(col(User.updated_at) >= filters.updated_after)
-    return conditions
+        where.append(col(User.is_superuser).is_(False))
+    return await fetch_page(await session.connection(), USERS, query, where)
 
 
-def count_users(*, session: Session, scope: UserScope, filters: ListFilters) -> int:
-    conditions = _user_conditions(scope, filters)
-    return session.exec(select(func.count()).select_from(User).where(*conditions)).one()
-
-
-def list_users(
-    *, session: Session, scope: UserScope, filters: ListFilters, offset: int, limit: int
-) -> list[User]:
-    """A page of the users in ``scope`` matching ``filters``."""
-    statement = (
-        select(User)
-        .where(*_user_conditions(scope, filters))
-        .order_by(*order_by(filters.ordering, USER_ORDERING))
-        .offset(offset)
-        .limit(limit)
-    )
-    return list(session.exec(statement).all())
-
-
-def update_user(*, session: Session, user: User, data: UserUpdate, actor: User) -> User:
+async def update_user(*, session: AsyncSession, user: User, data: UserUpdate, actor: User) -> User:
     changes = data.model_dump(exclude_unset=True)
     if user.id == actor.id:
         errors: dict[str, str] = {}
@@ -183,18 +178,17 @@ def update_user(*, session: Session, user: User, data: UserUpdate, actor: User) 
         setattr(user, field, value)
     user.updated_at = utcnow()
     session.add(user)
-    session.commit()
-    session.refresh(user)
+    await session.commit()
     return user
 
 
-def ensure_superuser(
-    *, session: Session, username: str, password: str, tenant: str, hasher: PasswordHasher
+async def ensure_superuser(
+    *, session: AsyncSession, username: str, password: str, tenant: str, hasher: PasswordHasher
 ) -> User:
     """Create the platform superuser, or bring an existing account of that name up to date."""
     username = normalize_username(username)
     for _ in range(2):
-        user = get_user_by_username(session=session, username=username)
+        user = await get_user_by_username(session=session, username=username)
         now = utcnow()
         if user is None:
             user = User(
@@ -202,11 +196,11 @@ def ensure_superuser(
                 username_key=username_key(username),
                 email="",
                 tenant=tenant,
-                password_hash=hasher.hash(password),
+                password_hash=await hasher.hash(password),
                 date_joined=now,
             )
-        elif not hasher.verify(user.password_hash, password):
-            user.password_hash = hasher.hash(password)
+        elif not await hasher.verify(user.password_hash, password):
+            user.password_hash = await hasher.hash(password)
         user.is_superuser = True
         user.is_active = True
         user.role = Role.ADMIN
@@ -215,11 +209,10 @@ def ensure_superuser(
         user.updated_at = now
         session.add(user)
         try:
-            session.commit()
+            await session.commit()
         except IntegrityError:  # another replica created it at the same moment
-            session.rollback()
+            await session.rollback()
             continue
-        session.refresh(user)
         return user
     raise RuntimeError("could not ensure the superuser")
 
@@ -232,8 +225,8 @@ def ensure_superuser(
 # recorded counts at least k rows, so at most the limit get as far as the password check.
 
 
-def _retry_after(
-    session: Session, column: Mapped[str], value: str, skip: int, window: int, now: datetime
+async def _retry_after(
+    session: AsyncSession, column: Mapped[str], value: str, skip: int, window: int, now: datetime
 ) -> int:
     """Seconds until the newest ``skip`` rows for ``value`` leave the window (0: fewer)."""
     # The (skip + 1)-th newest row is the one whose expiry lets the next attempt through.
@@ -244,21 +237,21 @@ def _retry_after(
         .offset(skip)
         .limit(1)
     )
-    failed_at = session.exec(statement).first()
+    failed_at = (await session.exec(statement)).first()
     if failed_at is None:
         return 0
     remaining = (failed_at + timedelta(seconds=window) - now).total_seconds()
     return max(1, math.ceil(remaining))
 
 
-def _throttle(
-    session: Session, key: str, address: str, settings: AuthSettings, now: datetime, own: int
+async def _throttle(
+    session: AsyncSession, key: str, address: str, settings: AuthSettings, now: datetime, own: int
 ) -> None:
     """Throttled when the failures of the window (plus ``own`` rows of this attempt) are past
     the per-username or per-address limit."""
     window = settings.login_failure_window
     retry_after = max(
-        _retry_after(
+        await _retry_after(
             session,
             col(LoginFailure.username_key),
             key,
@@ -266,7 +259,7 @@ def _throttle(
             window,
             now,
         ),
-        _retry_after(
+        await _retry_after(
             session,
             col(LoginFailure.address),
             address,
@@ -279,8 +272,8 @@ def _throttle(
         raise Throttled(retry_after)
 
 
-def start_login_attempt(
-    *, session: Session, username: str, address: str, settings: AuthSettings
+async def start_login_attempt(
+    *, session: AsyncSession, username: str, address: str, settings: AuthSettings
 ) -> int:
     """Record the attempt (a failure until ``forget_login_attempt``); its id. ``Throttled``
     when a limit is reached, with nothing recorded: a refused attempt is no failure."""
@@ -288,43 +281,45 @@ def start_login_attempt(
     key, address = username_key(username)[:150], address[:64]
     # Already over a limit: refused after one read, so a flood of refused attempts writes
     # nothing (SQLite has one writer for every login, refresh and registration).
-    _throttle(session, key, address, settings, now, own=0)
+    await _throttle(session, key, address, settings, now, own=0)
     # Failures older than the window count for nothing; pruning here keeps the table small.
-    session.exec(
+    await session.exec(
         delete(LoginFailure)
         .where(col(LoginFailure.failed_at) < now - timedelta(seconds=settings.login_failure_window))
         .execution_options(synchronize_session=False)
     )
     attempt = LoginFailure(username_key=key, address=address, failed_at=now)
     session.add(attempt)
-    session.commit()  # visible to every other attempt before this one is judged
+    await session.commit()  # visible to every other attempt before this one is judged
     assert attempt.id is not None
     try:
-        _throttle(session, key, address, settings, now, own=1)  # with those in flight
+        await _throttle(session, key, address, settings, now, own=1)  # with those in flight
     except Throttled:
-        forget_login_attempt(session=session, attempt_id=attempt.id)
+        await forget_login_attempt(session=session, attempt_id=attempt.id)
         raise
     return attempt.id
 
 
-def forget_login_attempt(*, session: Session, attempt_id: int, commit: bool = True) -> None:
+async def forget_login_attempt(
+    *, session: AsyncSession, attempt_id: int, commit: bool = True
+) -> None:
     """The attempt succeeded, or was not judged: it is no failure. ``commit=False`` leaves the
     delete to the caller's next commit (a login's, with its new refresh token)."""
-    session.exec(
+    await session.exec(
         delete(LoginFailure)
         .where(col(LoginFailure.id) == attempt_id)
         .execution_options(synchronize_session=False)
     )
     if commit:
-        session.commit()
+        await session.commit()
 
 
 # ---- tokens -------------------------------------------------------------------------------
 
 
-def issue_token_pair(
+async def issue_token_pair(
     *,
-    session: Session,
+    session: AsyncSession,
     signer: Signer,
     user: User,
     settings: AuthSettings,
@@ -337,7 +332,7 @@ def issue_token_pair(
         user, token_type="refresh", lifetime=settings.refresh_token_lifetime
     )
     now = utcnow()
-    session.exec(
+    await session.exec(
         delete(RefreshToken)
         .where(col(RefreshToken.expires_at) < now)
         .execution_options(synchronize_session=False)
@@ -351,64 +346,64 @@ def issue_token_pair(
             expires_at=datetime.fromtimestamp(claims["exp"], tz=now.tzinfo),
         )
     )
-    session.commit()
+    await session.commit()
     return TokenPair(access=access, refresh=refresh)
 
 
-def revoke_refresh_family(*, session: Session, family_id: str) -> None:
-    session.exec(
+async def revoke_refresh_family(*, session: AsyncSession, family_id: str) -> None:
+    await session.exec(
         update(RefreshToken)
         .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    session.commit()
+    await session.commit()
 
 
-def get_refresh_token(*, session: Session, jti: str) -> RefreshToken:
+async def get_refresh_token(*, session: AsyncSession, jti: str) -> RefreshToken:
     """The recorded refresh token ``jti``, not yet used.
 
     A token already used or revoked means a second use (stolen, or replayed): its whole family
     is revoked and the caller gets 401.
     """
-    token = session.get(RefreshToken, jti)
+    token = await session.get(RefreshToken, jti)
     if token is None:
         raise TokenInvalid(TOKEN_INVALID)
     if token.revoked_at is not None:
-        revoke_refresh_family(session=session, family_id=token.family_id)
+        await revoke_refresh_family(session=session, family_id=token.family_id)
         raise TokenInvalid(TOKEN_REVOKED)
     return token
 
 
-def consume_refresh_token(*, session: Session, token: RefreshToken) -> None:
+async def consume_refresh_token(*, session: AsyncSession, token: RefreshToken) -> None:
     """Revoke ``token`` as it is rotated; of two concurrent uses, exactly one succeeds."""
-    result = session.exec(
+    result = await session.exec(
         update(RefreshToken)
         .where(col(RefreshToken.jti) == token.jti, col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    session.commit()
+    await session.commit()
     if result.rowcount != 1:
-        revoke_refresh_family(session=session, family_id=token.family_id)
+        await revoke_refresh_family(session=session, family_id=token.family_id)
         raise TokenInvalid(TOKEN_REVOKED)
 
 
 # ---- signing key --------------------------------------------------------------------------
 
 
-def get_or_create_signing_pem(*, session: Session) -> str:
+async def get_or_create_signing_pem(*, session: AsyncSession) -> str:
     """The stored signing key, generated on first use; replicas racing to create it agree."""
     statement = select(SigningKey).where(SigningKey.name == SIGNING_KEY_NAME)
-    stored = session.exec(statement).first()
+    stored = (await session.exec(statement)).first()
     if stored is not None:
         return stored.private_pem
     pem = generate_private_pem()
     signer = Signer.from_pem(pem, issuer="")
     session.add(SigningKey(name=SIGNING_KEY_NAME, kid=signer.kid, private_pem=pem))
     try:
-        session.commit()
+        await session.commit()
     except IntegrityError:
-        session.rollback()
-        return session.exec(statement).one().private_pem
+        await session.rollback()
+        return (await session.exec(statement)).one().private_pem
     return pem

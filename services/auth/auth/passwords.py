@@ -1,13 +1,18 @@
 """Password hashing (Argon2id) and the rules a new password must pass (Django's validators)."""
 
+import asyncio
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from difflib import SequenceMatcher
 from functools import cache
 from importlib.resources import files
+from typing import TypeVar
 
 from argon2 import PasswordHasher as Argon2Hasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+T = TypeVar("T")
 
 MIN_LENGTH = 8
 MAX_SIMILARITY = 0.7
@@ -18,10 +23,11 @@ MIN_CONTAINED_LENGTH = 3
 class PasswordHasher:
     """Argon2id hashing with the configured cost, at most ``max_concurrent`` hashes at a time.
 
-    Each hash allocates its whole memory cost. Unbounded, a burst of logins multiplies it by
-    the request threads (ten 64 MiB hashes took auth to 747 MB), and glibc keeps the freed
-    blocks in a per-thread arena. So hashes run on a small pool of their own threads: memory is
-    bounded by ``max_concurrent`` x the cost, and extra logins queue (the CPU is busy anyway).
+    Argon2 has no async form and holds the CPU for tens of milliseconds: hashes run off the
+    event loop, on a small pool of their own threads. Each hash allocates its whole memory
+    cost; unbounded, a burst of logins multiplies it (ten 64 MiB hashes took auth to 747 MB),
+    and glibc keeps the freed blocks in a per-thread arena. So memory is bounded by
+    ``max_concurrent`` x the cost, and extra logins queue (the CPU is busy anyway).
     """
 
     def __init__(
@@ -34,11 +40,14 @@ class PasswordHasher:
         # Made up front, so even the first unknown username costs one verification, no more.
         self._dummy = self._argon2.hash("dentiapro-no-such-user")
 
-    def hash(self, password: str) -> str:
-        return self._pool.submit(self._argon2.hash, password).result()
+    async def _run(self, work: Callable[..., T], *args: str) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
 
-    def verify(self, password_hash: str, password: str) -> bool:
-        return self._pool.submit(self._verify, password_hash, password).result()
+    async def hash(self, password: str) -> str:
+        return await self._run(self._argon2.hash, password)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        return await self._run(self._verify, password_hash, password)
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:
@@ -52,9 +61,9 @@ class PasswordHasher:
     def needs_rehash(self, password_hash: str) -> bool:
         return self._argon2.check_needs_rehash(password_hash)
 
-    def verify_dummy(self, password: str) -> None:
+    async def verify_dummy(self, password: str) -> None:
         """Spend the work of one verification on nothing (for unknown usernames)."""
-        self.verify(self._dummy, password)
+        await self.verify(self._dummy, password)
 
 
 @cache

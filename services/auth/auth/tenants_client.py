@@ -5,7 +5,6 @@ tenants service is a 503 for the caller, never "active" and never "unknown".
 """
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -31,47 +30,44 @@ class Tenant:
 
 class TenantsClient:
     def __init__(
-        self, http: httpx.Client, base_url: str, *, default_tenant: str, cache_seconds: float
+        self, http: httpx.AsyncClient, base_url: str, *, default_tenant: str, cache_seconds: float
     ) -> None:
         self._http = http
         self.default_tenant = default_tenant
         self._url = f"{base_url.rstrip('/')}/internal/tenants/resolve/"
         self._cache_seconds = cache_seconds
         self._cache: dict[tuple[Lookup, str], tuple[float, Tenant | None]] = {}
-        self._lock = threading.Lock()
 
-    def is_active(self, schema_name: str) -> bool:
+    async def is_active(self, schema_name: str) -> bool:
         """Whether users of ``schema_name`` may sign in. The default tenant always exists and
         cannot be deleted, so it needs no round trip (superusers sign in with it)."""
         if schema_name == self.default_tenant:
             return True
-        tenant = self.by_schema_name(schema_name)
+        tenant = await self.by_schema_name(schema_name)
         return tenant is not None and tenant.is_active
 
-    def by_schema_name(self, schema_name: str) -> Tenant | None:
-        return self._resolve("schema_name", schema_name)
+    async def by_schema_name(self, schema_name: str) -> Tenant | None:
+        return await self._resolve("schema_name", schema_name)
 
-    def by_domain(self, domain: str) -> Tenant | None:
-        return self._resolve("domain", domain.lower())
+    async def by_domain(self, domain: str) -> Tenant | None:
+        return await self._resolve("domain", domain.lower())
 
-    def _resolve(self, lookup: Lookup, value: str) -> Tenant | None:
+    async def _resolve(self, lookup: Lookup, value: str) -> Tenant | None:
         key = (lookup, value)
         now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(key)
+        cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        tenant = self._fetch(lookup, value)
+        tenant = await self._fetch(lookup, value)
         if self._cache_seconds > 0:
-            with self._lock:
-                if len(self._cache) > 10_000:  # bounded: hostile Host headers cannot grow it
-                    self._cache.clear()
-                self._cache[key] = (now + self._cache_seconds, tenant)
+            if len(self._cache) > 10_000:  # bounded: hostile Host headers cannot grow it
+                self._cache.clear()
+            self._cache[key] = (now + self._cache_seconds, tenant)
         return tenant
 
-    def _fetch(self, lookup: Lookup, value: str) -> Tenant | None:
+    async def _fetch(self, lookup: Lookup, value: str) -> Tenant | None:
         try:
-            response = self._http.get(self._url, params={lookup: value})
+            response = await self._http.get(self._url, params={lookup: value})
         except httpx.HTTPError as exc:
             log.warning("tenants service unreachable: %s", type(exc).__name__)
             raise ServiceUnavailable(UNAVAILABLE) from exc

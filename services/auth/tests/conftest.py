@@ -19,11 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from auth import crud
 from auth.db import create_engine, upgrade
 from auth.main import create_app
 from auth.models import Role, User
-from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings
 from common.pytest_plugin import DatabaseUrlFactory
 from common.testing import free_port, serve

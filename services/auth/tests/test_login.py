@@ -192,6 +192,8 @@ def test_a_login_burst_hashes_at_most_max_concurrent_at_once(
         argon2_memory_cost=memory_mib * 1024,
         argon2_parallelism=1,
         argon2_max_concurrent=1,
+        # Attempts in flight count against the limit: twelve at once must all be judged.
+        login_failures_per_username=20,
     )
     make_user("burst")  # hashed cheaply; the login verifies, then rehashes at the real cost
     assert _login(client, "burst", password).status_code == 200

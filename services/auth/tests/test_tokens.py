@@ -1,5 +1,6 @@
 """Refresh rotation and reuse detection, logout, the JWKS and the signing key."""
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -11,12 +12,13 @@ from pathlib import Path
 import httpx
 import jwt
 from auth import crud
-from auth.db import create_engine
 from auth.models import Role, User
 from auth.settings import AuthSettings
+from common.db import create_async_db_engine
 from common.testing import TestSigner
 from common.tokens import TokenVerifier, http_jwks_source
 from sqlmodel import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 StartAuth = Callable[..., httpx.Client]
 MakeUser = Callable[..., User]
@@ -285,7 +287,8 @@ def test_jwks_serves_only_the_public_ed25519_key(client: httpx.Client) -> None:
     assert keys[0]["alg"] == "EdDSA"
     assert keys[0]["use"] == "sig"
     assert keys[0]["kid"] == _thumbprint(keys[0])
-    assert response.headers["Cache-Control"] == "public, max-age=300"
+    # Verifiers cache keys themselves; no HTTP cache may hold back a rotated key.
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 def test_tokens_verify_with_the_shared_verifier_reading_the_jwks_over_http(
@@ -293,11 +296,16 @@ def test_tokens_verify_with_the_shared_verifier_reading_the_jwks_over_http(
 ) -> None:
     make_user("ola")
     access = login(client, "ola")["access"]
-    verifier = TokenVerifier(
-        http_jwks_source(str(client.base_url.join("/api/auth/jwks/"))), issuer="dentiapro-auth"
-    )
 
-    assert verifier.verify(access)["username"] == "ola"
+    async def verify() -> dict[str, object]:
+        source = http_jwks_source(str(client.base_url.join("/api/auth/jwks/")))
+        verifier = TokenVerifier(source, issuer="dentiapro-auth")
+        try:
+            return await verifier.verify_async(access)  # fetches the JWKS: an unknown kid
+        finally:
+            await verifier.aclose()
+
+    assert asyncio.run(verify())["username"] == "ola"
 
 
 def test_generated_signing_key_survives_a_restart(
@@ -320,12 +328,15 @@ def test_replicas_racing_to_create_the_signing_key_agree(
     barrier = threading.Barrier(3)
     pems: list[str] = []
 
-    def create() -> None:
-        engine = create_engine(auth_settings())
-        with Session(engine) as session:
+    async def create_in_own_loop() -> None:
+        engine = create_async_db_engine(auth_settings().database_url)
+        async with AsyncSession(engine) as session:
             barrier.wait()
-            pems.append(crud.get_or_create_signing_pem(session=session))
-        engine.dispose()
+            pems.append(await crud.get_or_create_signing_pem(session=session))
+        await engine.dispose()
+
+    def create() -> None:
+        asyncio.run(create_in_own_loop())
 
     threads = [threading.Thread(target=create) for _ in range(3)]
     for thread in threads:

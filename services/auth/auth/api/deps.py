@@ -4,7 +4,7 @@ import ipaddress
 import re
 from typing import Annotated
 
-from common.db import SyncSessionDep
+from common.db import SessionDep
 from common.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
 from common.tokens import CurrentPrincipal, TokenVerifier
 from fastapi import Depends, Header, Request
@@ -19,27 +19,30 @@ from auth.tokens import Signer
 SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
-def get_settings(request: Request) -> AuthSettings:
+# What the lifespan put on ``app.state``; ``async def`` (no I/O), so FastAPI calls them inline.
+
+
+async def get_settings(request: Request) -> AuthSettings:
     settings: AuthSettings = request.app.state.settings
     return settings
 
 
-def get_signer(request: Request) -> Signer:
+async def get_signer(request: Request) -> Signer:
     signer: Signer = request.app.state.signer
     return signer
 
 
-def get_tenants(request: Request) -> TenantsClient:
+async def get_tenants(request: Request) -> TenantsClient:
     tenants: TenantsClient = request.app.state.tenants
     return tenants
 
 
-def get_hasher(request: Request) -> PasswordHasher:
+async def get_hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.hasher
     return hasher
 
 
-def get_verifier(request: Request) -> TokenVerifier:
+async def get_verifier(request: Request) -> TokenVerifier:
     verifier: TokenVerifier = request.app.state.token_verifier
     return verifier
 
@@ -51,9 +54,9 @@ HasherDep = Annotated[PasswordHasher, Depends(get_hasher)]
 VerifierDep = Annotated[TokenVerifier, Depends(get_verifier)]
 
 
-def get_current_user(session: SyncSessionDep, principal: CurrentPrincipal) -> User:
+async def get_current_user(session: SessionDep, principal: CurrentPrincipal) -> User:
     """The caller's account; a token of a deleted or deactivated user is refused (401)."""
-    user = crud.get_user(session=session, user_id=principal.user_id)
+    user = await crud.get_user(session=session, user_id=principal.user_id)
     if user is None:
         raise AuthenticationFailed("User not found")
     if not user.is_active:
@@ -64,7 +67,7 @@ def get_current_user(session: SyncSessionDep, principal: CurrentPrincipal) -> Us
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_admin_user(user: CurrentUser) -> User:
+async def get_admin_user(user: CurrentUser) -> User:
     """A tenant admin or a superuser (403 for staff)."""
     if not (user.is_superuser or user.role == Role.ADMIN):
         raise PermissionDenied()
@@ -81,7 +84,7 @@ def _host_without_port(host: str) -> str:
     return host.rsplit(":", 1)[0].rstrip(".")
 
 
-def get_registration_tenant(
+async def get_registration_tenant(
     request: Request,
     tenants: TenantsDep,
     x_tenant: Annotated[str | None, Header()] = None,
@@ -91,12 +94,14 @@ def get_registration_tenant(
         schema_name = x_tenant.strip()
         if schema_name == tenants.default_tenant:
             return schema_name
-        tenant = tenants.by_schema_name(schema_name) if SCHEMA_NAME.match(schema_name) else None
+        tenant = (
+            await tenants.by_schema_name(schema_name) if SCHEMA_NAME.match(schema_name) else None
+        )
         if tenant is None or not tenant.is_active:
             raise ValidationFailed({"tenant": f'Unknown or inactive tenant "{schema_name[:63]}".'})
         return tenant.schema_name
     host = _host_without_port(request.headers.get("host", ""))
-    tenant = tenants.by_domain(host) if host else None
+    tenant = await tenants.by_domain(host) if host else None
     if tenant is None:
         return tenants.default_tenant
     if not tenant.is_active:
@@ -109,7 +114,7 @@ def get_registration_tenant(
 RegistrationTenant = Annotated[str, Depends(get_registration_tenant)]
 
 
-def client_address(request: Request, settings: SettingsDep) -> str:
+async def client_address(request: Request, settings: SettingsDep) -> str:
     """The client's address: the first X-Forwarded-For entry when a trusted proxy (the gateway)
     sent the request, else the peer address."""
     peer = request.client.host if request.client else ""
