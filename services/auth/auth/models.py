@@ -12,7 +12,8 @@ from pydantic import ValidationInfo, field_validator
 from sqlalchemy import Column, ForeignKey, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
-from auth.passwords import password_problems
+from auth.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
+from auth.passwords import password_problems, too_long
 
 USERNAME_MAX_LENGTH = 150
 EMAIL_MAX_LENGTH = 254
@@ -80,13 +81,14 @@ class UserRegister(SQLModel):
     @field_validator("username")
     @classmethod
     def _username(cls, value: str) -> str:
+        # Measured before normalising too, so a huge value costs nothing more than its length.
+        if len(value.strip()) > USERNAME_MAX_LENGTH:
+            raise ValueError(too_long(USERNAME_MAX_LENGTH))
         value = normalize_username(value)
         if not value:
             raise ValueError(BLANK)
         if len(value) > USERNAME_MAX_LENGTH:
-            raise ValueError(
-                f"Ensure this field has no more than {USERNAME_MAX_LENGTH} characters."
-            )
+            raise ValueError(too_long(USERNAME_MAX_LENGTH))
         if not USERNAME_PATTERN.match(value):
             raise ValueError(
                 "Enter a valid username. This value may contain only letters, "
@@ -101,7 +103,7 @@ class UserRegister(SQLModel):
         if not value:
             raise ValueError(BLANK)
         if len(value) > EMAIL_MAX_LENGTH:
-            raise ValueError(f"Ensure this field has no more than {EMAIL_MAX_LENGTH} characters.")
+            raise ValueError(too_long(EMAIL_MAX_LENGTH))
         try:
             return validate_email(value, check_deliverability=False).normalized
         except EmailNotValidError:
@@ -177,6 +179,8 @@ class LoginRequest(SQLModel):
     def _username(cls, value: str) -> str:
         if not value.strip():
             raise ValueError(BLANK)
+        if len(value.strip()) > USERNAME_MAX_LENGTH:  # no account has a longer one
+            raise ValueError(too_long(USERNAME_MAX_LENGTH))
         return value
 
     @field_validator("password")
@@ -184,6 +188,8 @@ class LoginRequest(SQLModel):
     def _password(cls, value: str) -> str:
         if not value:  # spaces are a password like any other
             raise ValueError(BLANK)
+        if len(value) > PASSWORD_MAX_LENGTH:  # no account has a longer one
+            raise ValueError(too_long(PASSWORD_MAX_LENGTH))
         return value
 
 

@@ -1,6 +1,7 @@
 """POST /api/auth/register/: the first user of a tenant, validation rules, unique usernames."""
 
 import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -295,3 +296,108 @@ def test_registration_password_is_never_returned(
 
     assert password not in body
     assert "password" not in body
+
+
+# ---- bounded validation: no input can make a check stall the service ---------------------
+
+PASSWORD_TOO_LONG = {"password": ["Ensure this field has no more than 1024 characters."]}
+# A username of one repeated letter and a password made of it (never three in a row): the
+# shape that made the similarity check cost len(password) x len(username) per matching block.
+REPEATED = "a" * 150
+
+
+def _timed_while_polling_liveness(
+    client: httpx.Client, send: Callable[[httpx.Client], httpx.Response]
+) -> tuple[httpx.Response, float, float]:
+    """``send``'s response and duration, and the slowest ``/health/live`` answered meanwhile."""
+    done = threading.Event()
+    slowest = 0.0
+
+    def poll() -> None:
+        nonlocal slowest
+        with httpx.Client(base_url=client.base_url, timeout=60) as own:
+            while not done.is_set():
+                started = time.perf_counter()
+                assert own.get("/health/live").status_code == 200
+                slowest = max(slowest, time.perf_counter() - started)
+                time.sleep(0.005)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        time.sleep(0.05)  # the poller is answering before the request goes out
+        with httpx.Client(base_url=client.base_url, timeout=60) as own:
+            started = time.perf_counter()
+            response = send(own)
+            elapsed = time.perf_counter() - started
+    finally:
+        done.set()
+        poller.join()
+    return response, elapsed, slowest
+
+
+def test_a_huge_password_is_refused_at_once_while_the_service_keeps_answering(
+    client: httpx.Client, register: Register
+) -> None:
+    # The design bound is 100 ms; the margin is for a busy CI machine (it took 38 s).
+    for length in (40_000, 24_000):
+        password = ("aab" * length)[:length]
+
+        response, elapsed, slowest = _timed_while_polling_liveness(
+            client, lambda own, password=password: register(own, REPEATED, password=password)
+        )
+
+        assert response.status_code == 400, length
+        assert response.json() == PASSWORD_TOO_LONG
+        assert elapsed < 0.5, (length, elapsed)
+        assert slowest < 0.5, (length, slowest)
+
+
+def test_the_longest_allowed_password_is_judged_at_once(
+    client: httpx.Client, register: Register
+) -> None:
+    password = ("aab" * 400)[:1024]
+
+    response, elapsed, slowest = _timed_while_polling_liveness(
+        client, lambda own: register(own, REPEATED, password=password)
+    )
+
+    assert response.status_code == 201, response.text
+    assert elapsed < 0.5, elapsed
+    assert slowest < 0.5, slowest
+
+
+def test_a_password_over_1024_characters_is_refused_and_1024_is_accepted(
+    client: httpx.Client, register: Register, password: str
+) -> None:
+    longest = (password * 100)[:1024]
+
+    refused = register(client, "longpass", password=longest + "x")
+    accepted = register(client, "longpass", password=longest)
+
+    assert refused.status_code == 400
+    assert refused.json() == PASSWORD_TOO_LONG
+    assert accepted.status_code == 201, accepted.text
+
+
+def test_a_username_of_a_megabyte_is_a_400_on_the_field(
+    client: httpx.Client, register: Register
+) -> None:
+    response = register(client, "x" * 1_000_000, email="someone@example.com")
+
+    assert response.status_code == 400
+    assert response.json() == {"username": ["Ensure this field has no more than 150 characters."]}
+
+
+def test_login_refuses_what_no_account_can_have_with_a_400(client: httpx.Client) -> None:
+    cases = [
+        ({"username": "u" * 151, "password": "whatever-pass-1"}, "username", 150),
+        ({"username": "someone", "password": "p" * 1025}, "password", 1024),
+    ]
+    for body, field, limit in cases:
+        response = client.post("/api/auth/login/", json=body)
+
+        assert response.status_code == 400, field
+        assert response.json() == {
+            field: [f"Ensure this field has no more than {limit} characters."]
+        }
