@@ -46,6 +46,18 @@ def username_key(username: str) -> str:
     return normalize_username(username).casefold()
 
 
+class RequestBody(SQLModel):
+    """A request body: no text field may hold a NUL character (DRF's CharField refuses it, and
+    PostgreSQL would refuse it in a query: a 500). Checked before any other rule of a field."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_null_character(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(NULL_CHARACTER)
+        return value
+
+
 # ---- user ---------------------------------------------------------------------------------
 
 
@@ -71,7 +83,7 @@ class User(UserBase, table=True):
     updated_at: datetime = _timestamp()
 
 
-class UserRegister(SQLModel):
+class UserRegister(RequestBody):
     """Registration body. Field order matters: the password is checked against the others."""
 
     username: str
@@ -140,7 +152,7 @@ class UserDetail(UserPublic):
     updated_at: datetime
 
 
-class UserUpdate(SQLModel):
+class UserUpdate(RequestBody):
     is_active: bool | None = None
     role: str | None = None
 
@@ -162,17 +174,9 @@ class UserUpdate(SQLModel):
 # ---- tokens -------------------------------------------------------------------------------
 
 
-class LoginRequest(SQLModel):
+class LoginRequest(RequestBody):
     username: str
     password: str
-
-    @field_validator("username", "password")
-    @classmethod
-    def _no_null_character(cls, value: str) -> str:
-        # As DRF's CharField; PostgreSQL would refuse it in the lookup (a 500).
-        if "\x00" in value:
-            raise ValueError(NULL_CHARACTER)
-        return value
 
     @field_validator("username")
     @classmethod
@@ -193,7 +197,7 @@ class LoginRequest(SQLModel):
         return value
 
 
-class RefreshRequest(SQLModel):
+class RefreshRequest(RequestBody):
     refresh: str
 
     @field_validator("refresh")

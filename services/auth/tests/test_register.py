@@ -401,3 +401,47 @@ def test_login_refuses_what_no_account_can_have_with_a_400(client: httpx.Client)
         assert response.json() == {
             field: [f"Ensure this field has no more than {limit} characters."]
         }
+
+
+NUL_REFUSED = ["Null characters are not allowed."]
+
+
+def test_a_null_character_is_a_400_in_every_field_of_every_auth_input(
+    client: httpx.Client,
+    password: str,
+    superuser: tuple[str, str],
+    auth_header: Callable[..., dict[str, str]],
+) -> None:
+    """As DRF's CharField refuses it; PostgreSQL would refuse it in a query (a 500)."""
+    good = {"username": "nul_tester", "email": "nul@example.com", "password": password}
+    bodies = [
+        ("/api/auth/register/", {**good, field: good[field][:3] + "\x00" + good[field][3:]}, field)
+        for field in ("username", "email", "password")
+    ]
+    bodies += [
+        ("/api/auth/login/", {"username": "ad\x00min", "password": password}, "username"),
+        ("/api/auth/login/", {"username": "admin", "password": "pass\x00word"}, "password"),
+        ("/api/auth/refresh/", {"refresh": "a.b\x00.c"}, "refresh"),
+        ("/api/auth/logout/", {"refresh": "a.b\x00.c"}, "refresh"),
+    ]
+    for path, body, field in bodies:
+        response = client.post(path, json=body, headers={"X-Tenant": "public"})
+
+        assert response.status_code == 400, (path, field, response.text)
+        assert response.json() == {field: NUL_REFUSED}, (path, field)
+    root = auth_header(client, *superuser)
+    me = client.get("/api/auth/me/", headers=root).json()
+    patched = client.patch(f"/api/auth/users/{me['id']}/", json={"role": "ad\x00min"}, headers=root)
+    listed = client.get("/api/auth/users/", params={"tenant": "pub\x00lic"}, headers=root)
+    assert (patched.status_code, patched.json()) == (400, {"role": NUL_REFUSED})
+    assert (listed.status_code, listed.json()) == (400, {"tenant": NUL_REFUSED})
+
+
+def test_a_host_that_is_no_hostname_is_not_looked_up_and_joins_the_default_tenant(
+    client: httpx.Client, register: Register
+) -> None:
+    # The tenants service is unreachable here: a lookup would be a 503.
+    response = register(client, "odd_host", tenant=None, headers={"Host": "bad_host%00:80"})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["tenant"] == "public"

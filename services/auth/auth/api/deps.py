@@ -7,16 +7,20 @@ from typing import Annotated
 from common.db import SessionDep
 from common.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
 from common.tokens import CurrentPrincipal, TokenVerifier
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 
 from auth import crud
-from auth.models import Role, User
+from auth.models import NULL_CHARACTER, Role, User
 from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings
 from auth.tenants_client import TenantsClient
 from auth.tokens import Signer
 
 SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# What a tenant's domain_url can be: anything else in Host is not worth a registry lookup.
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
 
 
 # What the lifespan put on ``app.state``; ``async def`` (no I/O), so FastAPI calls them inline.
@@ -101,7 +105,7 @@ async def get_registration_tenant(
             raise ValidationFailed({"tenant": f'Unknown or inactive tenant "{schema_name[:63]}".'})
         return tenant.schema_name
     host = _host_without_port(request.headers.get("host", ""))
-    tenant = await tenants.by_domain(host) if host else None
+    tenant = await tenants.by_domain(host) if HOSTNAME.match(host) else None
     if tenant is None:
         return tenants.default_tenant
     if not tenant.is_active:
@@ -112,6 +116,19 @@ async def get_registration_tenant(
 
 
 RegistrationTenant = Annotated[str, Depends(get_registration_tenant)]
+
+
+async def tenant_filter(
+    tenant: Annotated[str | None, Query(description="schema_name (superusers only)")] = None,
+) -> str | None:
+    """A list's ``?tenant=`` (a schema_name; honoured for superusers only), or None."""
+    value = (tenant or "").strip()
+    if "\x00" in value:  # PostgreSQL refuses NUL in a parameter: a 500 otherwise
+        raise ValidationFailed({"tenant": NULL_CHARACTER})
+    return value or None
+
+
+TenantFilter = Annotated[str | None, Depends(tenant_filter)]
 
 
 async def client_address(request: Request, settings: SettingsDep) -> str:

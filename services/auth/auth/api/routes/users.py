@@ -1,16 +1,14 @@
 """The caller's account and user administration (tenant admins: their tenant; superusers: all)."""
 
-from typing import Annotated
-
 from common.db import SessionDep
 from common.errors import NotFound
 from common.listing import ListQueryDep, PageResult
 from common.pagination import Page
 from common.tokens import get_principal
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from auth import crud
-from auth.api.deps import AdminUser, CurrentUser
+from auth.api.deps import AdminUser, CurrentUser, TenantFilter
 from auth.models import User, UserDetail, UserUpdate
 
 # Authentication at router level: every route added here needs a valid access token.
@@ -28,14 +26,14 @@ async def list_users(
     session: SessionDep,
     admin: AdminUser,
     query: ListQueryDep,
-    tenant: Annotated[str | None, Query(description="schema_name (superusers only)")] = None,
+    tenant: TenantFilter,
 ) -> PageResult:
     """Users of the caller's tenant; a superuser sees every tenant's, or one's with ``?tenant=``.
 
     ``?search=`` looks in username and email.
     """
     if admin.is_superuser:
-        scope = crud.UserScope(tenant=(tenant or "").strip() or None, include_superusers=True)
+        scope = crud.UserScope(tenant=tenant, include_superusers=True)
     else:
         scope = crud.UserScope(tenant=admin.tenant, include_superusers=False)
     return await crud.list_users(session=session, scope=scope, query=query)
