@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.address import parse_networks
 
 
 def env(*names: str) -> AliasChoices:
@@ -34,6 +36,17 @@ class ServiceSettings(BaseSettings):
     health_timeout: float = Field(1.5, validation_alias=env("HEALTH_TIMEOUT", "health_timeout"))
     db_pool_size: int = Field(10, validation_alias=env("DB_POOL_SIZE", "db_pool_size"))
     db_max_overflow: int = Field(10, validation_alias=env("DB_MAX_OVERFLOW", "db_max_overflow"))
+    # The gateway's own hop (and a TLS proxy in front of it): X-Forwarded-For is believed from
+    # these only (common.address). Loopback is where Traefik runs under `make run`.
+    trusted_proxies: str = Field(
+        "127.0.0.0/8,::1", validation_alias=env("TRUSTED_PROXIES", "trusted_proxies")
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # a typo fails start-up, not every request
+        return value
 
     def sqlite_url(self, name: str) -> str:
         """Default SQLite URL of a service database under the data dir."""

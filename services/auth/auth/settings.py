@@ -1,16 +1,11 @@
 """Settings of the auth service, read from the environment when an app is built."""
 
-import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Self
 
 from common.settings import ServiceSettings, env
 from pydantic import Field, SecretStr, model_validator
-
-# Addresses whose X-Forwarded-For is believed: loopback and private networks, where the
-# gateway runs. A client that reaches auth directly from outside gets its peer address used.
-DEFAULT_TRUSTED_PROXIES = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
 
 
 class AuthSettings(ServiceSettings):
@@ -42,9 +37,6 @@ class AuthSettings(ServiceSettings):
     )
     login_failures_per_address: int = Field(
         50, gt=0, validation_alias=env("LOGIN_FAILURES_PER_ADDRESS", "login_failures_per_address")
-    )
-    trusted_proxies: str = Field(
-        DEFAULT_TRUSTED_PROXIES, validation_alias=env("TRUSTED_PROXIES", "trusted_proxies")
     )
     # How long answers of the tenants service are reused, and how long to wait for one.
     # At most a minute: a deleted tenant's users must not log in or refresh for longer.
@@ -78,14 +70,6 @@ class AuthSettings(ServiceSettings):
             # The settings are frozen; filling a derived default once, at validation, is fine.
             object.__setattr__(self, "database_url", self.sqlite_url("auth"))
         return self
-
-    @property
-    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [
-            ipaddress.ip_network(part.strip(), strict=False)
-            for part in self.trusted_proxies.split(",")
-            if part.strip()
-        ]
 
 
 @lru_cache

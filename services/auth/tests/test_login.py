@@ -311,6 +311,55 @@ def test_failures_from_one_address_are_limited_across_usernames(
     assert elsewhere.status_code == 200
 
 
+def test_a_client_written_forwarded_for_entry_does_not_escape_the_address_limit(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    """The gateway (loopback here) appends the address it saw; anything to its left is the
+    client's own writing and changes nothing."""
+    client = start_auth(login_failures_per_address=3, login_failures_per_username=100)
+    make_user("nina")
+    for index in range(3):
+        spoofed = {"X-Forwarded-For": f"192.0.2.{index}, 203.0.113.7"}
+        assert _login(client, f"guess{index}", "x-password", headers=spoofed).status_code == 401
+
+    blocked = _login(
+        client, "nina", password, headers={"X-Forwarded-For": "192.0.2.99, 203.0.113.7"}
+    )
+
+    assert blocked.status_code == 429
+
+
+def test_an_ipv6_client_is_limited_by_its_64(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    client = start_auth(login_failures_per_address=3, login_failures_per_username=100)
+    make_user("ines")
+    for index in range(3):
+        hop = {"X-Forwarded-For": f"2001:db8:5:6::{index + 1:x}"}
+        assert _login(client, f"guess{index}", "x-password", headers=hop).status_code == 401
+
+    same_64 = _login(client, "ines", password, headers={"X-Forwarded-For": "2001:db8:5:6:ffff::1"})
+    next_64 = _login(client, "ines", password, headers={"X-Forwarded-For": "2001:db8:5:7::1"})
+
+    assert same_64.status_code == 429
+    assert next_64.status_code == 200
+
+
+def test_forwarded_for_is_ignored_from_a_peer_that_is_no_trusted_proxy(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    # Auth reached directly, not through the gateway: its peer is the client.
+    client = start_auth(
+        login_failures_per_address=3, login_failures_per_username=100, trusted_proxies="10.9.9.9"
+    )
+    make_user("omid")
+    for index in range(3):
+        hop = {"X-Forwarded-For": f"198.51.100.{index}"}
+        assert _login(client, f"guess{index}", "x-password", headers=hop).status_code == 401
+
+    assert _login(client, "omid", password).status_code == 429
+
+
 def test_a_parallel_burst_gets_no_more_password_checks_than_the_limit(
     start_auth: StartAuth, make_user: MakeUser, password: str
 ) -> None:

@@ -1,6 +1,5 @@
 """Dependencies that carry the request's context into the routes."""
 
-import ipaddress
 import re
 from typing import Annotated
 
@@ -129,24 +128,3 @@ async def tenant_filter(
 
 
 TenantFilter = Annotated[str | None, Depends(tenant_filter)]
-
-
-async def client_address(request: Request, settings: SettingsDep) -> str:
-    """The client's address: the first X-Forwarded-For entry when a trusted proxy (the gateway)
-    sent the request, else the peer address."""
-    peer = request.client.host if request.client else ""
-    forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
-    if forwarded and _is_trusted(peer, settings):
-        return forwarded
-    return peer or "unknown"
-
-
-def _is_trusted(peer: str, settings: AuthSettings) -> bool:
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    return any(address in network for network in settings.trusted_proxy_networks)
-
-
-ClientAddress = Annotated[str, Depends(client_address)]

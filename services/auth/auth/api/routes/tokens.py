@@ -3,6 +3,7 @@
 from contextlib import suppress
 from typing import Any
 
+from common.address import ClientAddress, throttle_key
 from common.db import SessionDep
 from common.errors import AuthenticationFailed, Throttled, TokenInvalid
 from common.tokens import TokenVerifier
@@ -11,7 +12,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth import crud
 from auth.api.deps import (
-    ClientAddress,
     HasherDep,
     RegistrationTenant,
     SettingsDep,
@@ -56,7 +56,10 @@ async def login(
     """Exchange a username and password for an access and a refresh token."""
     try:
         attempt_id = await crud.start_login_attempt(
-            session=session, username=data.username, address=address, settings=settings
+            session=session,
+            username=data.username,
+            address=throttle_key(address),
+            settings=settings,
         )
     except Throttled:
         LOGINS.labels("throttled").inc()
