@@ -1,8 +1,9 @@
 """Base settings shared by every service, read from the environment when an app is built."""
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.address import parse_networks
@@ -41,6 +42,31 @@ class ServiceSettings(BaseSettings):
     trusted_proxies: str = Field(
         "127.0.0.0/8,::1", validation_alias=env("TRUSTED_PROXIES", "trusted_proxies")
     )
+
+    # Presented as X-Internal-Token on every call to another service's /internal/ paths (the
+    # tenants registry requires it). From the variable, or the file the _FILE variable names
+    # (a mounted secret); unset under `make run` unless the launcher sets one.
+    internal_token: SecretStr | None = Field(
+        None, validation_alias=env("DENTIAPRO_INTERNAL_TOKEN", "internal_token")
+    )
+    internal_token_file: Path | None = Field(
+        None, validation_alias=env("DENTIAPRO_INTERNAL_TOKEN_FILE", "internal_token_file")
+    )
+
+    @model_validator(mode="after")
+    def _internal_token_from_file(self) -> Self:
+        if self.internal_token is None and self.internal_token_file is not None:
+            token = self.internal_token_file.read_text(encoding="utf-8").strip()
+            # Frozen settings; filling a value derived from another once, here, is fine.
+            object.__setattr__(self, "internal_token", SecretStr(token) if token else None)
+        return self
+
+    @property
+    def internal_headers(self) -> dict[str, str]:
+        """The headers of a call to another service's /internal/ paths."""
+        if self.internal_token is None:
+            return {}
+        return {"X-Internal-Token": self.internal_token.get_secret_value()}
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -47,12 +47,11 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             app.state.hasher = hasher
             app.state.signer = signer
             app.state.token_verifier = signer.verifier()
-            async with httpx.AsyncClient(timeout=settings.tenants_timeout) as http:
+            async with httpx.AsyncClient(
+                timeout=settings.tenants_timeout, headers=settings.internal_headers
+            ) as http:
                 app.state.tenants = TenantsClient(
-                    http,
-                    settings.tenants_url,
-                    default_tenant=settings.default_tenant,
-                    cache_seconds=settings.tenant_cache_seconds,
+                    http, settings.tenants_url, default_tenant=settings.default_tenant
                 )
                 yield
         finally:

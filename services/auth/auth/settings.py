@@ -38,11 +38,8 @@ class AuthSettings(ServiceSettings):
     login_failures_per_address: int = Field(
         50, gt=0, validation_alias=env("LOGIN_FAILURES_PER_ADDRESS", "login_failures_per_address")
     )
-    # How long answers of the tenants service are reused, and how long to wait for one.
-    # At most a minute: a deleted tenant's users must not log in or refresh for longer.
-    tenant_cache_seconds: float = Field(
-        30.0, ge=0, le=60, validation_alias=env("TENANT_CACHE_SECONDS", "tenant_cache_seconds")
-    )
+    # How long to wait for the tenants service (asked, uncached, at registration, login and
+    # refresh: a deleted tenant's users are refused at once).
     tenants_timeout: float = Field(
         2.0, gt=0, validation_alias=env("TENANTS_TIMEOUT", "tenants_timeout")
     )

@@ -1,11 +1,13 @@
 """The tenants service as auth sees it: resolve a tenant by schema_name or domain.
 
-Answers (found or not) are cached for ``tenant_cache_seconds``. An unreachable or failing
-tenants service is a 503 for the caller, never "active" and never "unknown".
+Auth asks the registry only at registration, login and refresh, and each of these must see a
+deleted tenant at once (DESIGN section 3): nothing is cached. An unreachable or failing
+tenants service is a 503 for the caller, never "active" and never "unknown". Every call
+carries ``X-Internal-Token`` (``DENTIAPRO_INTERNAL_TOKEN``): the registry's ``/internal/``
+paths are for the services only.
 """
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,14 +31,11 @@ class Tenant:
 
 
 class TenantsClient:
-    def __init__(
-        self, http: httpx.AsyncClient, base_url: str, *, default_tenant: str, cache_seconds: float
-    ) -> None:
+    def __init__(self, http: httpx.AsyncClient, base_url: str, *, default_tenant: str) -> None:
+        """``http`` carries the timeout and the internal token's header."""
         self._http = http
         self.default_tenant = default_tenant
         self._url = f"{base_url.rstrip('/')}/internal/tenants/resolve/"
-        self._cache_seconds = cache_seconds
-        self._cache: dict[tuple[Lookup, str], tuple[float, Tenant | None]] = {}
 
     async def is_active(self, schema_name: str) -> bool:
         """Whether users of ``schema_name`` may sign in. The default tenant always exists and
@@ -53,19 +52,6 @@ class TenantsClient:
         return await self._resolve("domain", domain.lower())
 
     async def _resolve(self, lookup: Lookup, value: str) -> Tenant | None:
-        key = (lookup, value)
-        now = time.monotonic()
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        tenant = await self._fetch(lookup, value)
-        if self._cache_seconds > 0:
-            if len(self._cache) > 10_000:  # bounded: hostile Host headers cannot grow it
-                self._cache.clear()
-            self._cache[key] = (now + self._cache_seconds, tenant)
-        return tenant
-
-    async def _fetch(self, lookup: Lookup, value: str) -> Tenant | None:
         try:
             response = await self._http.get(self._url, params={lookup: value})
         except httpx.HTTPError as exc:
@@ -74,6 +60,8 @@ class TenantsClient:
         if response.status_code == 404:
             return None
         if response.status_code != 200:
+            # 401/403 too: a missing or wrong internal token is a configuration error, and
+            # guessing "unknown tenant" would turn it into a misleading 400.
             log.warning("tenants service answered %s", response.status_code)
             raise ServiceUnavailable(UNAVAILABLE)
         try:

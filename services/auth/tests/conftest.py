@@ -30,6 +30,8 @@ from common.testing import free_port, serve
 from sqlmodel import Session
 
 ADMIN_USERNAME = "platform-root"
+# What the tests' tenants service expects in X-Internal-Token (DENTIAPRO_INTERNAL_TOKEN).
+INTERNAL_TOKEN = "auth-tests-internal-token"
 ADMIN_PASSWORD = "root-test-password-1"
 GOOD_PASSWORD = "correct-Horse-battery-9"
 # Cheap Argon2 parameters keep the suite fast; one test measures the real cost.
@@ -274,6 +276,7 @@ def _run_tenants_service(directory: Path) -> Iterator[TenantsService]:
             "TENANTS_DATABASE_URL": f"sqlite:///{directory / 'tenants.sqlite3'}",
             "AUTH_URL": auth_url,
             "DENTIAPRO_DATA_DIR": str(directory),
+            "DENTIAPRO_INTERNAL_TOKEN": INTERNAL_TOKEN,
             "LOG_LEVEL": "WARNING",
         }
         command = [sys.executable, "-m", "uvicorn", "tenants.main:create_app", "--factory"]
@@ -320,11 +323,11 @@ def tenants_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenan
 
 @pytest.fixture
 def tenants(start_auth: StartAuth, tenants_registry: TenantsService) -> Callable[..., Tenancy]:
-    """Start an auth server that resolves tenants through the tenants service. Its answers
-    are not cached unless the test asks (``tenant_cache_seconds``)."""
+    """Start an auth server that resolves tenants through the tenants service, presenting the
+    internal token it expects (unless the test says otherwise)."""
 
     def start(**auth_overrides: Any) -> Tenancy:
-        overrides = {"tenant_cache_seconds": 0, **auth_overrides}
+        overrides = {"internal_token": INTERNAL_TOKEN, **auth_overrides}
         return Tenancy(start_auth(tenants_url=tenants_registry.url, **overrides), tenants_registry)
 
     return start

@@ -9,7 +9,6 @@ from auth.db import create_engine, migrate
 from auth.models import Role, User
 from auth.settings import AuthSettings
 from common.pytest_plugin import drop_postgres_database
-from pydantic import ValidationError
 from sqlalchemy import inspect, text
 from sqlmodel import Session, select
 
@@ -173,18 +172,6 @@ def test_settings_come_from_the_documented_environment_names(
 
     monkeypatch.setenv("AUTH_DATABASE_URL", "postgresql+psycopg2://db/auth")
     assert AuthSettings().database_url == "postgresql+psycopg2://db/auth"
-
-
-def test_tenant_answers_cannot_be_trusted_for_more_than_a_minute(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    # DESIGN: a deleted tenant's users stop logging in within one minute.
-    monkeypatch.setenv("DENTIAPRO_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("TENANT_CACHE_SECONDS", "61")
-    with pytest.raises(ValidationError, match=r"TENANT_CACHE_SECONDS|tenant_cache_seconds"):
-        AuthSettings()
-    monkeypatch.setenv("TENANT_CACHE_SECONDS", "60")
-    assert AuthSettings().tenant_cache_seconds == 60
 
 
 def test_a_lost_database_is_a_503_never_a_500(
