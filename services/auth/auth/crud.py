@@ -182,14 +182,32 @@ async def update_user(*, session: AsyncSession, user: User, data: UserUpdate, ac
     return user
 
 
+class SuperuserNameTaken(RuntimeError):
+    """``DENTIAPRO_ADMIN_USERNAME`` names an account that is not a superuser: start-up stops."""
+
+    def __init__(self, user: User) -> None:
+        super().__init__(
+            f'DENTIAPRO_ADMIN_USERNAME "{user.username}" names an existing account that is not '
+            f'a superuser (tenant "{user.tenant}", id {user.id}): it is never promoted. Choose '
+            "another DENTIAPRO_ADMIN_USERNAME, or rename or delete that account first."
+        )
+
+
 async def ensure_superuser(
     *, session: AsyncSession, username: str, password: str, tenant: str, hasher: PasswordHasher
 ) -> User:
-    """Create the platform superuser, or bring an existing account of that name up to date."""
+    """Create the platform superuser, or update the password of the existing superuser.
+
+    An existing account of that name that is not a superuser is never promoted (whoever
+    registered the name first would get a superuser at its next refresh):
+    ``SuperuserNameTaken``.
+    """
     username = normalize_username(username)
     for _ in range(2):
         user = await get_user_by_username(session=session, username=username)
         now = utcnow()
+        if user is not None and not user.is_superuser:
+            raise SuperuserNameTaken(user)
         if user is None:
             user = User(
                 username=username,
@@ -205,7 +223,6 @@ async def ensure_superuser(
         user.is_active = True
         user.role = Role.ADMIN
         user.tenant = tenant
-        user.founder_of = None  # superusers never count as a tenant's first user
         user.updated_at = now
         session.add(user)
         try:

@@ -1,5 +1,8 @@
 """Start-up: migrations, the platform superuser, settings from the environment, health."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +12,7 @@ from auth.db import create_engine, migrate
 from auth.models import Role, User
 from auth.settings import AuthSettings
 from common.pytest_plugin import drop_postgres_database
+from common.testing import free_port
 from sqlalchemy import inspect, text
 from sqlmodel import Session, select
 
@@ -53,18 +57,47 @@ def test_restart_with_a_new_password_updates_the_superuser(
     assert len(db.exec(select(User).where(User.username == username)).all()) == 1
 
 
-def test_an_existing_account_named_as_admin_is_made_superuser(
-    start_auth: StartAuth, make_user: MakeUser, login: Login
+def test_an_existing_account_named_as_admin_is_never_promoted_start_up_fails(
+    auth_settings: Callable[..., AuthSettings],
+    auth_database_url: str,
+    make_user: MakeUser,
+    db: Session,
+    tmp_path: Path,
 ) -> None:
-    make_user("boss", tenant="clinic_z", role=Role.STAFF, is_active=False)
+    """Whoever registered the name first would get a superuser at its next refresh."""
+    boss = make_user("boss", tenant="clinic_z", role=Role.STAFF, is_active=True)
+    environment = {
+        **os.environ,
+        "AUTH_DATABASE_URL": auth_database_url,
+        "DENTIAPRO_DATA_DIR": str(tmp_path),
+        "DENTIAPRO_ADMIN_USERNAME": "BOSS",
+        "DENTIAPRO_ADMIN_PASSWORD": "boss-password-42",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_COST": "1024",
+    }
+    command = [sys.executable, "-m", "uvicorn", "auth.main:create_app", "--factory"]
 
-    client = start_auth(admin_username="BOSS", admin_password="boss-password-42")
+    started = subprocess.run(
+        [*command, "--port", str(free_port())],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
-    me = _me(client, login(client, "boss", "boss-password-42")["access"])
-    assert me["is_superuser"] is True
-    assert me["is_active"] is True
-    assert me["tenant"] == "public"
-    assert me["role"] == "admin"
+    assert started.returncode != 0
+    assert (
+        'DENTIAPRO_ADMIN_USERNAME "boss" names an existing account that is not a superuser'
+        in started.stderr
+    ), started.stderr
+    db.expire_all()
+    unchanged = db.get(User, boss.id)
+    assert unchanged is not None
+    assert (unchanged.is_superuser, unchanged.tenant, unchanged.role) == (
+        False,
+        "clinic_z",
+        "staff",
+    )
 
 
 def test_no_superuser_without_both_variables(
