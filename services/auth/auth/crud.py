@@ -1,6 +1,8 @@
 """Plain functions over the auth tables; they raise domain errors, never HTTP exceptions."""
 
+import hashlib
 import math
+import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth.models import (
+    Invitation,
+    InvitationPublic,
     LoginFailure,
     RefreshToken,
     Role,
@@ -49,46 +53,44 @@ async def get_user_by_username(*, session: AsyncSession, username: str) -> User 
     return (await session.exec(statement)).first()
 
 
-async def _tenant_has_members(session: AsyncSession, tenant: str) -> bool:
-    statement = select(User.id).where(User.tenant == tenant, col(User.is_superuser).is_(False))
-    return (await session.exec(statement.limit(1))).first() is not None
-
-
 async def create_user(
-    *, session: AsyncSession, data: UserRegister, tenant: str, hasher: PasswordHasher
+    *,
+    session: AsyncSession,
+    data: UserRegister,
+    tenant: str,
+    hasher: PasswordHasher,
+    invitation: Invitation | None = None,
 ) -> User:
-    """Register a user in ``tenant``: its first user becomes the active admin, later ones
-    are pending staff. Races on the username or on "first" are settled by unique constraints."""
+    """Register a user: with an ``invitation`` (checked by ``get_invitation``), active with the
+    invited role in the invited tenant, the invitation used up in the same transaction;
+    without one, a pending staff account in ``tenant``. Registration never makes an admin by
+    itself. A race on the username, or on the invitation, is settled by the database."""
     if await get_user_by_username(session=session, username=data.username) is not None:
         raise ValidationFailed({"username": USERNAME_TAKEN})
     password_hash = await hasher.hash(data.password)
-    founder = not await _tenant_has_members(session, tenant)
-    while True:
-        now = utcnow()
-        user = User(
-            username=data.username,
-            username_key=username_key(data.username),
-            email=data.email,
-            tenant=tenant,
-            role=Role.ADMIN if founder else Role.STAFF,
-            is_active=founder,
-            founder_of=tenant if founder else None,
-            password_hash=password_hash,
-            date_joined=now,
-            updated_at=now,
-        )
-        session.add(user)
-        try:
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
-            if await get_user_by_username(session=session, username=data.username) is not None:
-                raise ValidationFailed({"username": USERNAME_TAKEN}) from None
-            if not founder:
-                raise
-            founder = False  # another registration became the tenant's first user meanwhile
-            continue
-        return user
+    now = utcnow()
+    user = User(
+        username=data.username,
+        username_key=username_key(data.username),
+        email=data.email,
+        tenant=invitation.tenant if invitation else tenant,
+        role=invitation.role if invitation else Role.STAFF,
+        is_active=invitation is not None,
+        password_hash=password_hash,
+        date_joined=now,
+        updated_at=now,
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise ValidationFailed({"username": USERNAME_TAKEN}) from None
+    if invitation is not None and not await _use_invitation(session, invitation, user, now):
+        await session.rollback()  # the user goes with it
+        raise ValidationFailed({"invitation": INVITATION_USED})
+    await session.commit()
+    return user
 
 
 async def authenticate(
@@ -107,6 +109,146 @@ async def authenticate(
         session.add(user)
         await session.commit()
     return user
+
+
+# ---- invitations --------------------------------------------------------------------------
+
+INVITATION_INVALID = "Invalid invitation."
+INVITATION_USED = "This invitation has already been used."
+INVITATION_REVOKED = "This invitation has been revoked."
+INVITATION_EXPIRED = "This invitation has expired."
+INVITATION_OTHER_EMAIL = "This invitation is for another email address."
+# Tokens are 43 characters; anything much longer is not one (and is not worth hashing).
+MAX_TOKEN_LENGTH = 128
+
+
+def _token_hash(token: str) -> str:
+    # 256 random bits need no slow hash: SHA-256 makes a leaked table useless, and lookups fast.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_invitation(
+    *,
+    session: AsyncSession,
+    email: str,
+    role: str,
+    tenant: str,
+    lifetime: int,
+    created_by: int | None = None,
+) -> tuple[Invitation, str]:
+    """An invitation of ``email`` into ``tenant`` (a schema_name) with ``role``, usable for
+    ``lifetime`` seconds, and its token: shown once, only a hash of it is stored."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    invitation = Invitation(
+        token_hash=_token_hash(token),
+        email=email,
+        role=role,
+        tenant=tenant,
+        created_by=created_by,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(seconds=lifetime),
+    )
+    session.add(invitation)
+    await session.commit()
+    return invitation, token
+
+
+async def get_invitation(*, session: AsyncSession, token: str, email: str) -> Invitation:
+    """The open invitation ``token`` names, for ``email`` (compared case-insensitively);
+    a 400 on ``invitation`` for an unknown, used, revoked or expired one, or another email."""
+    invitation = None
+    if len(token) <= MAX_TOKEN_LENGTH:
+        statement = select(Invitation).where(Invitation.token_hash == _token_hash(token))
+        invitation = (await session.exec(statement)).first()
+    if invitation is None:
+        problem = INVITATION_INVALID
+    elif invitation.used_at is not None:
+        problem = INVITATION_USED
+    elif invitation.revoked_at is not None:
+        problem = INVITATION_REVOKED
+    elif invitation.expires_at <= utcnow():
+        problem = INVITATION_EXPIRED
+    elif invitation.email.casefold() != email.casefold():
+        problem = INVITATION_OTHER_EMAIL
+    else:
+        return invitation
+    raise ValidationFailed({"invitation": problem})
+
+
+def _is_open(now: datetime) -> list[ColumnElement[bool]]:
+    return [
+        col(Invitation.used_at).is_(None),
+        col(Invitation.revoked_at).is_(None),
+        col(Invitation.expires_at) > now,
+    ]
+
+
+async def _use_invitation(
+    session: AsyncSession, invitation: Invitation, user: User, now: datetime
+) -> bool:
+    """Mark the invitation used by ``user`` if it is still open; of two registrations racing
+    with one token, the database lets exactly one do so."""
+    result = await session.exec(
+        update(Invitation)
+        .where(col(Invitation.id) == invitation.id, *_is_open(now))
+        .values(used_at=now, used_by=user.id, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _invitations_table() -> Table:
+    table: Table = Invitation.__table__  # type: ignore[attr-defined]
+    return table
+
+
+def _search_invitations(terms: Sequence[str]) -> list[ColumnElement[bool]]:
+    return [
+        func.lower(col(Invitation.email)).contains(term.lower(), autoescape=True) for term in terms
+    ]
+
+
+INVITATION_COLUMNS = _invitations_table().c
+INVITATIONS = Listing(
+    table=_invitations_table(),
+    columns=[INVITATION_COLUMNS[name] for name in InvitationPublic.model_fields],
+    ordering={name: INVITATION_COLUMNS[name] for name in InvitationPublic.model_fields},
+    search=_search_invitations,
+    updated_at=INVITATION_COLUMNS.updated_at,
+)
+
+
+async def list_invitations(
+    *, session: AsyncSession, tenant: str | None, query: ListQuery
+) -> PageResult:
+    """The open invitations of ``tenant`` (None: of every tenant)."""
+    where = _is_open(utcnow())
+    if tenant is not None:
+        where.append(col(Invitation.tenant) == tenant)
+    return await fetch_page(await session.connection(), INVITATIONS, query, where)
+
+
+async def get_open_invitation(
+    *, session: AsyncSession, invitation_id: int, tenant: str | None
+) -> Invitation | None:
+    """The open invitation ``invitation_id`` of ``tenant`` (None: of any tenant), or None."""
+    statement = select(Invitation).where(col(Invitation.id) == invitation_id, *_is_open(utcnow()))
+    if tenant is not None:
+        statement = statement.where(col(Invitation.tenant) == tenant)
+    return (await session.exec(statement)).first()
+
+
+async def revoke_invitation(*, session: AsyncSession, invitation: Invitation) -> None:
+    now = utcnow()
+    await session.exec(
+        update(Invitation)
+        .where(col(Invitation.id) == invitation.id, col(Invitation.revoked_at).is_(None))
+        .values(revoked_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
 
 
 # ---- the users list (common.listing's pipeline) ----------------------------------------

@@ -18,6 +18,7 @@ from auth.passwords import password_problems, too_long
 USERNAME_MAX_LENGTH = 150
 EMAIL_MAX_LENGTH = 254
 USERNAME_PATTERN = re.compile(r"^[\w.@+-]+\Z")
+SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 BLANK = "This field may not be blank."
 NULL_CHARACTER = "Null characters are not allowed."
 
@@ -76,11 +77,21 @@ class User(UserBase, table=True):
     is_active: bool = False
     is_superuser: bool = False
     password_hash: str = Field(max_length=255)
-    # The first user of a tenant holds its schema_name here; the unique constraint makes
-    # "the first user becomes admin" hold when two registrations race.
-    founder_of: str | None = Field(default=None, max_length=63, unique=True)
     date_joined: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+
+
+def normalize_email(value: str) -> str:
+    """An email as users and invitations store it (DRF's EmailField rules)."""
+    value = value.strip()
+    if not value:
+        raise ValueError(BLANK)
+    if len(value) > EMAIL_MAX_LENGTH:
+        raise ValueError(too_long(EMAIL_MAX_LENGTH))
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError:
+        raise ValueError("Enter a valid email address.") from None
 
 
 class UserRegister(RequestBody):
@@ -89,6 +100,9 @@ class UserRegister(RequestBody):
     username: str
     email: str
     password: str
+    # An invitation's token: the account is created active, with the invitation's role, in
+    # its tenant. Without one: a pending staff account (an admin of the tenant activates it).
+    invitation: str | None = None
 
     @field_validator("username")
     @classmethod
@@ -111,15 +125,7 @@ class UserRegister(RequestBody):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError(BLANK)
-        if len(value) > EMAIL_MAX_LENGTH:
-            raise ValueError(too_long(EMAIL_MAX_LENGTH))
-        try:
-            return validate_email(value, check_deliverability=False).normalized
-        except EmailNotValidError:
-            raise ValueError("Enter a valid email address.") from None
+        return normalize_email(value)
 
     @field_validator("password")
     @classmethod
@@ -169,6 +175,81 @@ class UserUpdate(RequestBody):
         if value not in {role.value for role in Role}:
             raise ValueError(f'"{value}" is not a valid choice.')
         return value
+
+
+# ---- invitations --------------------------------------------------------------------------
+
+
+class Invitation(SQLModel, table=True):
+    """An invitation into a tenant with a role; only a SHA-256 of its token is stored."""
+
+    __tablename__ = "invitation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    email: str = Field(max_length=EMAIL_MAX_LENGTH)
+    role: str = Field(max_length=16)
+    tenant: str = Field(max_length=63, index=True)
+    created_by: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("user.id", ondelete="SET NULL"), nullable=True),
+    )
+    used_by: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("user.id", ondelete="SET NULL"), nullable=True),
+    )
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+    expires_at: datetime = _timestamp()
+    used_at: datetime | None = _timestamp(nullable=True)
+    revoked_at: datetime | None = _timestamp(nullable=True)
+
+
+class InvitationCreate(RequestBody):
+    email: str
+    role: str
+    # A schema_name: superusers invite into any tenant; an admin only into its own (the
+    # default when absent).
+    tenant: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return normalize_email(value)
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value not in {role.value for role in Role}:
+            raise ValueError(f'"{value[:32]}" is not a valid choice.')
+        return value
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not SCHEMA_NAME.match(value.strip()):
+            raise ValueError(f'Unknown or inactive tenant "{value.strip()[:63]}".')
+        return value.strip()
+
+
+class InvitationPublic(SQLModel):
+    """An invitation as lists show it: never its token."""
+
+    id: int
+    email: str
+    role: Role
+    tenant: str
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class InvitationCreated(InvitationPublic):
+    """The answer to its creation: the only time the token is shown."""
+
+    token: str
 
 
 # ---- tokens -------------------------------------------------------------------------------

@@ -22,6 +22,10 @@ class AuthSettings(ServiceSettings):
     admin_password: SecretStr | None = Field(
         None, validation_alias=env("DENTIAPRO_ADMIN_PASSWORD", "admin_password")
     )
+    # Seconds an invitation stays usable (DESIGN: 7 days).
+    invitation_lifetime: int = Field(
+        604800, gt=0, validation_alias=env("INVITATION_LIFETIME", "invitation_lifetime")
+    )
     jwt_private_key: SecretStr | None = Field(
         None, validation_alias=env("JWT_PRIVATE_KEY", "jwt_private_key")
     )

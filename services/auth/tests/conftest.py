@@ -158,6 +158,7 @@ def register() -> Callable[..., httpx.Response]:
         email: str | None = None,
         tenant: str | None = "public",
         headers: dict[str, str] | None = None,
+        invitation: str | None = None,
     ) -> httpx.Response:
         all_headers = dict(headers or {})
         if tenant is not None:
@@ -167,7 +168,53 @@ def register() -> Callable[..., httpx.Response]:
             "password": password,
             "email": email or f"{username}@example.com",
         }
+        if invitation is not None:
+            body["invitation"] = invitation
         return client.post("/api/auth/register/", json=body, headers=all_headers)
+
+    return post
+
+
+@pytest.fixture
+def invite() -> Callable[..., str]:
+    """Invite through the API as the platform superuser (or as ``headers`` say); the token."""
+
+    def post(
+        client: httpx.Client,
+        email: str,
+        *,
+        tenant: str = "public",
+        role: str = "staff",
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        if headers is None:
+            tokens = client.post(
+                "/api/auth/login/", json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}
+            ).json()
+            headers = bearer(tokens["access"])
+        body = {"email": email, "role": role, "tenant": tenant}
+        response = client.post("/api/auth/invitations/", json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        token: str = response.json()["token"]
+        return token
+
+    return post
+
+
+@pytest.fixture
+def join(
+    register: Callable[..., httpx.Response], invite: Callable[..., str]
+) -> Callable[..., httpx.Response]:
+    """Register an active member of ``tenant`` with ``role``, invited by the superuser."""
+
+    def post(
+        client: httpx.Client, username: str, *, tenant: str = "public", role: str = "staff"
+    ) -> httpx.Response:
+        email = f"{username}@example.com"
+        token = invite(client, email, tenant=tenant, role=role)
+        response = register(client, username, email=email, tenant=None, invitation=token)
+        assert response.status_code == 201, response.text
+        return response
 
     return post
 

@@ -1,16 +1,18 @@
-"""POST /api/auth/register/: the first user of a tenant, validation rules, unique usernames."""
+"""POST /api/auth/register/ without an invitation: pending staff, validation rules, unique
+usernames, bounded validation, NUL characters."""
 
 import threading
 import time
 from collections.abc import Callable
 
 import httpx
+from auth.models import Role, User
 
 Register = Callable[..., httpx.Response]
 StartAuth = Callable[..., httpx.Client]
 
 
-def test_first_user_of_a_tenant_becomes_its_active_admin(
+def test_registration_without_an_invitation_creates_a_pending_staff_account(
     client: httpx.Client, register: Register
 ) -> None:
     response = register(client, "alice")
@@ -21,47 +23,31 @@ def test_first_user_of_a_tenant_becomes_its_active_admin(
     assert body["username"] == "alice"
     assert body["email"] == "alice@example.com"
     assert body["tenant"] == "public"
-    assert body["role"] == "admin"
-    assert body["is_active"] is True
+    assert body["role"] == "staff"
+    assert body["is_active"] is False
     assert isinstance(body["id"], int)
 
 
-def test_superuser_does_not_count_as_the_first_user_of_the_default_tenant(
-    client: httpx.Client,
-    register: Register,
-    login: Callable[..., dict[str, str]],
-    superuser: tuple[str, str],
-) -> None:
-    # The platform superuser lives in the default tenant since start-up.
-    login(client, *superuser)
-
-    assert register(client, "founder").json()["role"] == "admin"
-
-
-def test_later_users_are_pending_staff_who_cannot_log_in(
+def test_a_pending_user_cannot_log_in(
     password: str, client: httpx.Client, register: Register
 ) -> None:
-    register(client, "alice")
+    register(client, "bob")
 
-    response = register(client, "bob")
-
-    assert response.status_code == 201
-    assert response.json()["role"] == "staff"
-    assert response.json()["is_active"] is False
     login = client.post("/api/auth/login/", json={"username": "bob", "password": password})
+
     assert login.status_code == 401
+    assert login.json() == {"detail": "No active account found with the given credentials"}
 
 
 def test_pending_user_can_log_in_once_the_tenant_admin_activates_it(
     password: str,
     client: httpx.Client,
     register: Register,
+    make_user: Callable[..., User],
     auth_header: Callable[..., dict[str, str]],
 ) -> None:
-    register(client, "alice")
+    make_user("alice", role=Role.ADMIN)
     bob = register(client, "bob").json()
-    refused = client.post("/api/auth/login/", json={"username": "bob", "password": password})
-    assert refused.status_code == 401
 
     activated = client.patch(
         f"/api/auth/users/{bob['id']}/",
@@ -136,13 +122,14 @@ def test_concurrent_registrations_of_one_username_give_exactly_one_201(
         assert refused.json() == {"username": ["A user with that username already exists."]}
 
 
-def test_concurrent_first_registrations_make_exactly_one_admin(
+def test_no_registration_makes_an_admin_not_even_the_first_ones_of_a_fresh_install(
     client: httpx.Client, register: Register
 ) -> None:
+    """The first stranger to register used to become the default tenant's admin."""
     responses = _register_at_once(client, register, [f"early{index}" for index in range(4)])
 
     assert [r.status_code for r in responses] == [201] * 4
-    assert sorted(r.json()["role"] for r in responses) == ["admin", "staff", "staff", "staff"]
+    assert {(r.json()["role"], r.json()["is_active"]) for r in responses} == {("staff", False)}
 
 
 # Each list below runs against one server: one database per backend, not one per case.
@@ -284,7 +271,8 @@ def test_unknown_fields_are_ignored(password: str, client: httpx.Client) -> None
     )
 
     assert response.status_code == 201
-    assert response.json()["tenant"] == "public"
+    assert (response.json()["tenant"], response.json()["role"]) == ("public", "staff")
+    assert response.json()["is_active"] is False
 
 
 def test_registration_password_is_never_returned(

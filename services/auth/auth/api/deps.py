@@ -6,16 +6,15 @@ from typing import Annotated
 from common.db import SessionDep
 from common.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
 from common.tokens import CurrentPrincipal, TokenVerifier
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Path, Query, Request
 
 from auth import crud
-from auth.models import NULL_CHARACTER, Role, User
+from auth.models import NULL_CHARACTER, SCHEMA_NAME, Role, User
 from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings
 from auth.tenants_client import TenantsClient
 from auth.tokens import Signer
 
-SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # What a tenant's domain_url can be: anything else in Host is not worth a registry lookup.
 HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
@@ -87,22 +86,28 @@ def _host_without_port(host: str) -> str:
     return host.rsplit(":", 1)[0].rstrip(".")
 
 
-async def get_registration_tenant(
-    request: Request,
-    tenants: TenantsDep,
-    x_tenant: Annotated[str | None, Header()] = None,
+def _unknown_tenant(schema_name: str) -> ValidationFailed:
+    return ValidationFailed({"tenant": f'Unknown or inactive tenant "{schema_name[:63]}".'})
+
+
+async def require_active_tenant(tenants: TenantsClient, schema_name: str) -> str:
+    """``schema_name`` if it names an active tenant (asked of the registry, uncached); a 400
+    on ``tenant`` otherwise. The default tenant always is (it cannot be deleted)."""
+    if schema_name == tenants.default_tenant:
+        return schema_name
+    tenant = await tenants.by_schema_name(schema_name) if SCHEMA_NAME.match(schema_name) else None
+    if tenant is None or not tenant.is_active:
+        raise _unknown_tenant(schema_name)
+    return tenant.schema_name
+
+
+async def registration_tenant(
+    request: Request, tenants: TenantsClient, x_tenant: str | None
 ) -> str:
-    """The tenant a registration joins: ``X-Tenant``, else the Host's tenant, else the default."""
+    """The tenant a registration without an invitation joins: ``X-Tenant``, else the Host's
+    tenant, else the default one."""
     if x_tenant is not None and x_tenant.strip():
-        schema_name = x_tenant.strip()
-        if schema_name == tenants.default_tenant:
-            return schema_name
-        tenant = (
-            await tenants.by_schema_name(schema_name) if SCHEMA_NAME.match(schema_name) else None
-        )
-        if tenant is None or not tenant.is_active:
-            raise ValidationFailed({"tenant": f'Unknown or inactive tenant "{schema_name[:63]}".'})
-        return tenant.schema_name
+        return await require_active_tenant(tenants, x_tenant.strip())
     host = _host_without_port(request.headers.get("host", ""))
     tenant = await tenants.by_domain(host) if HOSTNAME.match(host) else None
     if tenant is None:
@@ -110,11 +115,8 @@ async def get_registration_tenant(
     if not tenant.is_active:
         # The host names a deleted practice: joining the default tenant instead would be a
         # silent move into another tenant.
-        raise ValidationFailed({"tenant": f'Unknown or inactive tenant "{tenant.schema_name}".'})
+        raise _unknown_tenant(tenant.schema_name)
     return tenant.schema_name
-
-
-RegistrationTenant = Annotated[str, Depends(get_registration_tenant)]
 
 
 async def tenant_filter(
@@ -128,3 +130,7 @@ async def tenant_filter(
 
 
 TenantFilter = Annotated[str | None, Depends(tenant_filter)]
+
+# Ids are 32-bit integers in both databases: a larger one names nothing (404, as a non-number),
+# and must not reach PostgreSQL, which would refuse the parameter (a 500).
+RecordId = Annotated[int, Path(ge=1, le=2**31 - 1)]

@@ -1,23 +1,24 @@
 """Registration, login, token refresh, logout and the JWKS: the routes that need no token."""
 
 from contextlib import suppress
-from typing import Any
+from typing import Annotated, Any
 
 from common.address import ClientAddress, throttle_key
 from common.db import SessionDep
 from common.errors import AuthenticationFailed, Throttled, TokenInvalid
 from common.tokens import TokenVerifier
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth import crud
 from auth.api.deps import (
     HasherDep,
-    RegistrationTenant,
     SettingsDep,
     SignerDep,
     TenantsDep,
     VerifierDep,
+    registration_tenant,
+    require_active_tenant,
 )
 from auth.metrics import LOGINS
 from auth.models import (
@@ -37,10 +38,28 @@ NO_ACTIVE_ACCOUNT = "No active account found with the given credentials"
 
 @router.post("/register/", status_code=status.HTTP_201_CREATED, response_model=UserPublic)
 async def register(
-    data: UserRegister, session: SessionDep, tenant: RegistrationTenant, hasher: HasherDep
+    data: UserRegister,
+    request: Request,
+    session: SessionDep,
+    tenants: TenantsDep,
+    hasher: HasherDep,
+    x_tenant: Annotated[
+        str | None,
+        Header(description="schema_name of the tenant to join (without an invitation)."),
+    ] = None,
 ) -> User:
-    """Create an account: a tenant's first user becomes its admin, later ones wait for one."""
-    return await crud.create_user(session=session, data=data, tenant=tenant, hasher=hasher)
+    """Create an account. With an `invitation`: active, with the invited role, in the invited
+    tenant. Without: pending staff (`is_active: false`) until an admin of the tenant activates
+    it, in the tenant `X-Tenant` names, else the Host's, else the default one."""
+    if data.invitation is None:
+        tenant = await registration_tenant(request, tenants, x_tenant)
+        return await crud.create_user(session=session, data=data, tenant=tenant, hasher=hasher)
+    invitation = await crud.get_invitation(session=session, token=data.invitation, email=data.email)
+    # The invited tenant may have been deleted since: asked now, never cached.
+    tenant = await require_active_tenant(tenants, invitation.tenant)
+    return await crud.create_user(
+        session=session, data=data, tenant=tenant, hasher=hasher, invitation=invitation
+    )
 
 
 @router.post("/login/")

@@ -8,7 +8,7 @@ from common.tokens import get_principal
 from fastapi import APIRouter, Depends
 
 from auth import crud
-from auth.api.deps import AdminUser, CurrentUser, TenantFilter
+from auth.api.deps import AdminUser, CurrentUser, RecordId, TenantFilter
 from auth.models import User, UserDetail, UserUpdate
 
 # Authentication at router level: every route added here needs a valid access token.
@@ -41,7 +41,7 @@ async def list_users(
 
 @router.patch("/users/{user_id}/", response_model=UserDetail)
 async def update_user(
-    user_id: int, data: UserUpdate, session: SessionDep, admin: AdminUser
+    user_id: RecordId, data: UserUpdate, session: SessionDep, admin: AdminUser
 ) -> User:
     """Activate or deactivate a user, or change its role (admin | staff)."""
     user = await crud.get_user(session=session, user_id=user_id)
