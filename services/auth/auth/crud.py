@@ -40,6 +40,8 @@ USERNAME_TAKEN = "A user with that username already exists."
 TOKEN_INVALID = "Token is invalid or expired"
 TOKEN_REVOKED = "Token is blacklisted"
 SIGNING_KEY_NAME = "primary"
+# Advisory-lock space of refresh families (the key within it: the family id's hash).
+REFRESH_FAMILY_LOCKS = 0x72667368  # "rfsh"
 
 # ---- users --------------------------------------------------------------------------------
 
@@ -476,40 +478,63 @@ async def forget_login_attempt(
 # ---- tokens -------------------------------------------------------------------------------
 
 
-async def issue_token_pair(
-    *,
+def _record_refresh_token(
     session: AsyncSession,
     signer: Signer,
     user: User,
     settings: AuthSettings,
-    family_id: str | None = None,
+    family_id: str,
+    now: datetime,
 ) -> TokenPair:
-    """An access token and a refresh token (recorded, in ``family_id`` or a new family)."""
+    """A new access and refresh token; the refresh token added to the session (in
+    ``family_id``), to be committed by the caller."""
     assert user.id is not None
     access, _ = signer.mint(user, token_type="access", lifetime=settings.access_token_lifetime)
     refresh, claims = signer.mint(
         user, token_type="refresh", lifetime=settings.refresh_token_lifetime
     )
-    now = utcnow()
-    await session.exec(
-        delete(RefreshToken)
-        .where(col(RefreshToken.expires_at) < now)
-        .execution_options(synchronize_session=False)
-    )
     session.add(
         RefreshToken(
             jti=claims["jti"],
-            family_id=family_id or uuid.uuid4().hex,
+            family_id=family_id,
             user_id=user.id,
             created_at=now,
             expires_at=datetime.fromtimestamp(claims["exp"], tz=now.tzinfo),
         )
     )
-    await session.commit()
     return TokenPair(access=access, refresh=refresh)
 
 
+async def issue_token_pair(
+    *, session: AsyncSession, signer: Signer, user: User, settings: AuthSettings
+) -> TokenPair:
+    """An access token and a refresh token in a new family (a login)."""
+    now = utcnow()
+    # Expired refresh tokens prove nothing any more (their signature has expired too).
+    await session.exec(
+        delete(RefreshToken)
+        .where(col(RefreshToken.expires_at) < now)
+        .execution_options(synchronize_session=False)
+    )
+    pair = _record_refresh_token(session, signer, user, settings, uuid.uuid4().hex, now)
+    await session.commit()
+    return pair
+
+
+async def _lock_family(session: AsyncSession, family_id: str) -> None:
+    """Serialise the rotations and revocations of one family (for the rest of the
+    transaction). PostgreSQL: a transaction-level advisory lock on the family (no row to lock,
+    and so no schema change). SQLite: its one writer at a time already does."""
+    if (await session.connection()).dialect.name == "postgresql":
+        lock = func.pg_advisory_xact_lock(REFRESH_FAMILY_LOCKS, func.hashtext(family_id))
+        await session.exec(select(lock))
+
+
 async def revoke_refresh_family(*, session: AsyncSession, family_id: str) -> None:
+    """Revoke every refresh token of the family, including one that a concurrent rotation is
+    recording at this moment: the revocation waits for it (``_lock_family``), then its UPDATE
+    sees it."""
+    await _lock_family(session, family_id)
     await session.exec(
         update(RefreshToken)
         .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
@@ -534,18 +559,37 @@ async def get_refresh_token(*, session: AsyncSession, jti: str) -> RefreshToken:
     return token
 
 
-async def consume_refresh_token(*, session: AsyncSession, token: RefreshToken) -> None:
-    """Revoke ``token`` as it is rotated; of two concurrent uses, exactly one succeeds."""
-    result = await session.exec(
+async def rotate_refresh_token(
+    *,
+    session: AsyncSession,
+    token: RefreshToken,
+    signer: Signer,
+    user: User,
+    settings: AuthSettings,
+) -> TokenPair:
+    """Use ``token`` up and issue the next pair of its family, in one transaction.
+
+    Of two concurrent uses of one token exactly one succeeds (a conditional UPDATE); the loser
+    is a second use, which revokes the family. A revocation of the family concurrent with the
+    rotation either comes first (the UPDATE then finds the token revoked) or waits for it and
+    revokes the new token too: the family is locked, and nothing is committed in between.
+    """
+    family_id = token.family_id  # a rollback expires the loaded objects
+    await _lock_family(session, family_id)
+    now = utcnow()
+    used = await session.exec(
         update(RefreshToken)
         .where(col(RefreshToken.jti) == token.jti, col(RefreshToken.revoked_at).is_(None))
-        .values(revoked_at=utcnow())
+        .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
-    await session.commit()
-    if result.rowcount != 1:
-        await revoke_refresh_family(session=session, family_id=token.family_id)
+    if used.rowcount != 1:
+        await session.rollback()
+        await revoke_refresh_family(session=session, family_id=family_id)
         raise TokenInvalid(TOKEN_REVOKED)
+    pair = _record_refresh_token(session, signer, user, settings, family_id, now)
+    await session.commit()
+    return pair
 
 
 # ---- signing key --------------------------------------------------------------------------

@@ -124,6 +124,54 @@ def test_concurrent_uses_of_one_refresh_token_succeed_at_most_once(
     assert statuses.count(401) >= 2
 
 
+def _at_once(*calls: Callable[[httpx.Client], httpx.Response], base_url: str) -> list[int]:
+    """Run ``calls`` from parallel threads released together; their status codes, in order."""
+    barrier = threading.Barrier(len(calls))
+    statuses: list[int] = [0] * len(calls)
+
+    def run(index: int) -> None:
+        with httpx.Client(base_url=base_url, timeout=30) as own:
+            barrier.wait()
+            statuses[index] = calls[index](own).status_code
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_a_family_revocation_racing_a_refresh_also_revokes_the_token_it_issues(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    """Logout (or a replayed token) revokes the family while a refresh of the same family is
+    rotating: whichever wins, no refresh token of that family may work afterwards. Marking
+    the old token used and recording the new one in two transactions let the new one escape
+    a revocation that landed in between."""
+    make_user("race")
+    escaped = 0
+    for _ in range(40):
+        token = login(client, "race")["refresh"]
+        issued: list[str] = []
+
+        def rotate(
+            own: httpx.Client, token: str = token, issued: list[str] = issued
+        ) -> httpx.Response:
+            response = _refresh(own, token)
+            if response.status_code == 200:
+                issued.append(response.json()["refresh"])
+            return response
+
+        def revoke(own: httpx.Client, token: str = token) -> httpx.Response:
+            return _logout(own, token)
+
+        _at_once(rotate, revoke, revoke, base_url=str(client.base_url))
+
+        escaped += sum(_refresh(client, new).status_code == 200 for new in issued)
+    assert escaped == 0, f"{escaped} refresh tokens escaped their family's revocation"
+
+
 def test_refresh_refuses_an_access_token(
     client: httpx.Client, make_user: MakeUser, login: Login
 ) -> None:

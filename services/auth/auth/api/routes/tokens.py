@@ -132,9 +132,8 @@ async def refresh(
     if user is None or not user.is_active or not await tenants.is_active(user.tenant):
         await crud.revoke_refresh_family(session=session, family_id=token.family_id)
         raise TokenInvalid(crud.TOKEN_INVALID)
-    await crud.consume_refresh_token(session=session, token=token)
-    return await crud.issue_token_pair(
-        session=session, signer=signer, user=user, settings=settings, family_id=token.family_id
+    return await crud.rotate_refresh_token(
+        session=session, token=token, signer=signer, user=user, settings=settings
     )
 
 
