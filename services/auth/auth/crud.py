@@ -22,6 +22,7 @@ from auth.models import (
     InvitationPublic,
     LoginFailure,
     RefreshToken,
+    RegistrationAttempt,
     Role,
     SigningKey,
     TokenPair,
@@ -55,6 +56,14 @@ async def get_user_by_username(*, session: AsyncSession, username: str) -> User 
     return (await session.exec(statement)).first()
 
 
+async def _release_connection(session: AsyncSession) -> None:
+    """End the session's (read) transaction, giving its connection back to the pool: a hash
+    may wait for the Argon2 pool, and a burst of logins or registrations must not hold every
+    database connection meanwhile (nor keep PostgreSQL transactions idle). Loaded objects stay
+    as they are (sessions do not expire them on commit)."""
+    await session.commit()
+
+
 async def create_user(
     *,
     session: AsyncSession,
@@ -69,7 +78,8 @@ async def create_user(
     itself. A race on the username, or on the invitation, is settled by the database."""
     if await get_user_by_username(session=session, username=data.username) is not None:
         raise ValidationFailed({"username": USERNAME_TAKEN})
-    password_hash = await hasher.hash(data.password)
+    await _release_connection(session)
+    password_hash = await hasher.hash_for_registration(data.password)
     now = utcnow()
     user = User(
         username=data.username,
@@ -100,6 +110,7 @@ async def authenticate(
 ) -> User | None:
     """The user these credentials belong to, active or not; ``None`` when they are wrong."""
     user = await get_user_by_username(session=session, username=username)
+    await _release_connection(session)
     if user is None:
         # Same Argon2 work as for a real user, so response time does not reveal who exists.
         await hasher.verify_dummy(password)
@@ -387,21 +398,28 @@ async def ensure_superuser(
 
 
 async def _retry_after(
-    session: AsyncSession, column: Mapped[str], value: str, skip: int, window: int, now: datetime
+    session: AsyncSession,
+    at: Mapped[datetime],
+    key: Mapped[str],
+    value: str,
+    skip: int,
+    window: int,
+    now: datetime,
 ) -> int:
-    """Seconds until the newest ``skip`` rows for ``value`` leave the window (0: fewer)."""
+    """Seconds until the newest ``skip`` rows whose ``key`` is ``value`` leave the window of
+    ``window`` seconds (their time in column ``at``); 0 when there are fewer."""
     # The (skip + 1)-th newest row is the one whose expiry lets the next attempt through.
     statement = (
-        select(LoginFailure.failed_at)
-        .where(column == value, col(LoginFailure.failed_at) > now - timedelta(seconds=window))
-        .order_by(col(LoginFailure.failed_at).desc())
+        select(at)
+        .where(key == value, col(at) > now - timedelta(seconds=window))
+        .order_by(col(at).desc())
         .offset(skip)
         .limit(1)
     )
-    failed_at = (await session.exec(statement)).first()
-    if failed_at is None:
+    newest = (await session.exec(statement)).first()
+    if newest is None:
         return 0
-    remaining = (failed_at + timedelta(seconds=window) - now).total_seconds()
+    remaining = (newest + timedelta(seconds=window) - now).total_seconds()
     return max(1, math.ceil(remaining))
 
 
@@ -411,9 +429,11 @@ async def _throttle(
     """Throttled when the failures of the window (plus ``own`` rows of this attempt) are past
     the per-username or per-address limit."""
     window = settings.login_failure_window
+    at = col(LoginFailure.failed_at)
     retry_after = max(
         await _retry_after(
             session,
+            at,
             col(LoginFailure.username_key),
             key,
             settings.login_failures_per_username - 1 + own,
@@ -422,6 +442,7 @@ async def _throttle(
         ),
         await _retry_after(
             session,
+            at,
             col(LoginFailure.address),
             address,
             settings.login_failures_per_address - 1 + own,
@@ -473,6 +494,57 @@ async def forget_login_attempt(
     )
     if commit:
         await session.commit()
+
+
+# ---- registration throttling --------------------------------------------------------------
+#
+# Every registration that passed validation costs an Argon2 hash: at most
+# REGISTRATIONS_PER_ADDRESS per client address within REGISTRATION_WINDOW, recorded before the
+# hash as login attempts are, so a parallel burst cannot slip past the count.
+
+
+async def _registration_retry_after(
+    session: AsyncSession, address: str, settings: AuthSettings, now: datetime, own: int
+) -> int:
+    return await _retry_after(
+        session,
+        col(RegistrationAttempt.attempted_at),
+        col(RegistrationAttempt.address),
+        address,
+        settings.registrations_per_address - 1 + own,
+        settings.registration_window,
+        now,
+    )
+
+
+async def record_registration_attempt(
+    *, session: AsyncSession, address: str, settings: AuthSettings
+) -> None:
+    """Count a registration from ``address`` (a throttle key); ``Throttled`` when the address
+    has had its share of the window, with nothing recorded."""
+    now = utcnow()
+    address = address[:64]
+    retry_after = await _registration_retry_after(session, address, settings, now, own=0)
+    if retry_after:
+        raise Throttled(retry_after)
+    window_start = now - timedelta(seconds=settings.registration_window)
+    await session.exec(
+        delete(RegistrationAttempt)
+        .where(col(RegistrationAttempt.attempted_at) < window_start)
+        .execution_options(synchronize_session=False)
+    )
+    attempt = RegistrationAttempt(address=address, attempted_at=now)
+    session.add(attempt)
+    await session.commit()  # visible to every other registration before this one goes on
+    retry_after = await _registration_retry_after(session, address, settings, now, own=1)
+    if retry_after:  # others of a burst were recorded first: this one does not count
+        await session.exec(
+            delete(RegistrationAttempt)
+            .where(col(RegistrationAttempt.id) == attempt.id)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+        raise Throttled(retry_after)
 
 
 # ---- tokens -------------------------------------------------------------------------------

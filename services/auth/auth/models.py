@@ -337,3 +337,16 @@ class LoginFailure(SQLModel, table=True):
     username_key: str = Field(max_length=USERNAME_MAX_LENGTH)
     address: str = Field(max_length=64)
     failed_at: datetime = _timestamp(index=True)
+
+
+class RegistrationAttempt(SQLModel, table=True):
+    """A registration from one client address, kept for the throttling window."""
+
+    __tablename__ = "registration_attempt"
+    __table_args__ = (
+        Index("ix_registration_attempt_address_attempted_at", "address", "attempted_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(max_length=64)
+    attempted_at: datetime = _timestamp(index=True)

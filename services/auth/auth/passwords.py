@@ -40,6 +40,9 @@ class PasswordHasher:
             time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism
         )
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="argon2")
+        # Registrations take at most half the threads (at least one): a burst of them queues
+        # here, not in the pool, so a login waits behind one registration's hash at most.
+        self._registrations = asyncio.Semaphore(max(1, max_concurrent // 2))
         # Made up front, so even the first unknown username costs one verification, no more.
         self._dummy = self._argon2.hash("dentiapro-no-such-user")
 
@@ -48,6 +51,11 @@ class PasswordHasher:
 
     async def hash(self, password: str) -> str:
         return await self._run(self._argon2.hash, password)
+
+    async def hash_for_registration(self, password: str) -> str:
+        """``hash``, sharing the pool with logins without starving them."""
+        async with self._registrations:
+            return await self.hash(password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
         return await self._run(self._verify, password_hash, password)

@@ -42,6 +42,13 @@ class AuthSettings(ServiceSettings):
     login_failures_per_address: int = Field(
         50, gt=0, validation_alias=env("LOGIN_FAILURES_PER_ADDRESS", "login_failures_per_address")
     )
+    # Registrations (each an Argon2 hash) allowed per client address within the window (s).
+    registration_window: int = Field(
+        3600, gt=0, validation_alias=env("REGISTRATION_WINDOW", "registration_window")
+    )
+    registrations_per_address: int = Field(
+        20, gt=0, validation_alias=env("REGISTRATIONS_PER_ADDRESS", "registrations_per_address")
+    )
     # How long to wait for the tenants service (asked, uncached, at registration, login and
     # refresh: a deleted tenant's users are refused at once).
     tenants_timeout: float = Field(

@@ -4,6 +4,7 @@ usernames, bounded validation, NUL characters."""
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from auth.models import Role, User
@@ -433,3 +434,107 @@ def test_a_host_that_is_no_hostname_is_not_looked_up_and_joins_the_default_tenan
 
     assert response.status_code == 201, response.text
     assert response.json()["tenant"] == "public"
+
+
+# ---- registration throttling and the hashing pool ------------------------------------------
+
+
+def _from(address: str) -> dict[str, str]:
+    # The test client is on loopback, the gateway's hop: its X-Forwarded-For is believed.
+    return {"X-Forwarded-For": address}
+
+
+def test_registrations_are_throttled_per_client_address(
+    start_auth: StartAuth, register: Register
+) -> None:
+    client = start_auth(registrations_per_address=3)
+    # Refused by validation before any hash: not counted.
+    for index in range(2):
+        weak = register(client, f"weak{index}", password="123", headers=_from("203.0.113.5"))
+        assert weak.status_code == 400
+    for index in range(3):
+        ok = register(client, f"member{index}", headers=_from("203.0.113.5"))
+        assert ok.status_code == 201, ok.text
+
+    throttled = register(client, "member3", headers=_from("203.0.113.5"))
+    elsewhere = register(client, "member4", headers=_from("198.51.100.9"))
+
+    assert throttled.status_code == 429
+    retry_after = int(throttled.headers["Retry-After"])
+    assert 3500 <= retry_after <= 3600  # REGISTRATION_WINDOW's default: an hour
+    assert throttled.json() == {
+        "detail": f"Request was throttled. Expected available in {retry_after} seconds."
+    }
+    assert elsewhere.status_code == 201
+
+
+def test_the_registration_throttle_lifts_when_the_window_passes(
+    start_auth: StartAuth, register: Register
+) -> None:
+    client = start_auth(registrations_per_address=1, registration_window=2)
+    assert register(client, "first", headers=_from("203.0.113.6")).status_code == 201
+    throttled = register(client, "second", headers=_from("203.0.113.6"))
+    assert throttled.status_code == 429
+    time.sleep(int(throttled.headers["Retry-After"]) + 0.2)
+
+    assert register(client, "second", headers=_from("203.0.113.6")).status_code == 201
+
+
+def test_a_parallel_burst_of_registrations_gets_no_more_than_the_limit(
+    start_auth: StartAuth, register: Register
+) -> None:
+    client = start_auth(registrations_per_address=3)
+    barrier = threading.Barrier(10)
+    statuses: list[int] = []
+
+    def go(index: int) -> None:
+        with httpx.Client(base_url=client.base_url, timeout=30) as own:
+            barrier.wait()
+            statuses.append(
+                register(own, f"burst{index}", headers=_from("203.0.113.7")).status_code
+            )
+
+    threads = [threading.Thread(target=go, args=(index,)) for index in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Registrations in flight count too, so fewer than three may get through (never more).
+    assert 1 <= statuses.count(201) <= 3, statuses
+    assert statuses.count(201) + statuses.count(429) == 10
+
+
+def test_a_burst_of_registrations_does_not_starve_logins_of_the_hashing_pool(
+    start_auth: StartAuth, join: Callable[..., httpx.Response], password: str
+) -> None:
+    """Registrations and logins share ARGON2_MAX_CONCURRENT threads; registrations may take
+    half of them, so a login arriving after a burst waits behind one registration's hash at
+    most, not behind the burst. Counted in registrations finished while the login ran, which
+    holds on a machine of any speed."""
+    client = start_auth(argon2_time_cost=4, argon2_memory_cost=32 * 1024, argon2_max_concurrent=2)
+    join(client, "regular")
+    finished: list[float] = []
+
+    def register_one(username: str) -> int:
+        response = httpx.post(
+            f"{client.base_url}/api/auth/register/",
+            json={"username": username, "password": password, "email": f"{username}@example.com"},
+            headers={"X-Tenant": "public"},
+            timeout=120,
+        )
+        finished.append(time.perf_counter())
+        return response.status_code
+
+    with ThreadPoolExecutor(24) as pool:
+        registrations = [pool.submit(register_one, f"crowd{index}") for index in range(24)]
+        time.sleep(0.3)  # the burst has reached the hashing pool
+        started = time.perf_counter()
+        login = client.post("/api/auth/login/", json={"username": "regular", "password": password})
+        ended = time.perf_counter()
+        assert [r.result() for r in registrations] == [201] * 24
+
+    assert login.status_code == 200
+    overtaken = sum(started < at < ended for at in finished)
+    # Before, the login queued behind the whole burst: about twenty finished meanwhile.
+    assert overtaken <= 4, (overtaken, ended - started)

@@ -43,6 +43,8 @@ async def register(
     session: SessionDep,
     tenants: TenantsDep,
     hasher: HasherDep,
+    settings: SettingsDep,
+    address: ClientAddress,
     x_tenant: Annotated[
         str | None,
         Header(description="schema_name of the tenant to join (without an invitation)."),
@@ -50,7 +52,11 @@ async def register(
 ) -> User:
     """Create an account. With an `invitation`: active, with the invited role, in the invited
     tenant. Without: pending staff (`is_active: false`) until an admin of the tenant activates
-    it, in the tenant `X-Tenant` names, else the Host's, else the default one."""
+    it, in the tenant `X-Tenant` names, else the Host's, else the default one. At most
+    `REGISTRATIONS_PER_ADDRESS` per client address within `REGISTRATION_WINDOW` (then 429)."""
+    await crud.record_registration_attempt(
+        session=session, address=throttle_key(address), settings=settings
+    )
     if data.invitation is None:
         tenant = await registration_tenant(request, tenants, x_tenant)
         return await crud.create_user(session=session, data=data, tenant=tenant, hasher=hasher)
