@@ -1,6 +1,7 @@
 """Plain functions over the auth tables; they raise domain errors, never HTTP exceptions."""
 
 import hashlib
+import json
 import math
 import secrets
 import uuid
@@ -12,6 +13,8 @@ from common.db import utcnow
 from common.errors import Throttled, TokenInvalid, ValidationFailed
 from common.listing import Listing, ListQuery, PageResult, fetch_page
 from sqlalchemy import ColumnElement, Table, delete, func, or_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped
 from sqlmodel import col, select
@@ -20,11 +23,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from auth.models import (
     Invitation,
     InvitationPublic,
+    LegacySigningKey,
     LoginFailure,
+    PublishedKey,
     RefreshToken,
     RegistrationAttempt,
     Role,
-    SigningKey,
     TokenPair,
     User,
     UserDetail,
@@ -35,12 +39,11 @@ from auth.models import (
 )
 from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings
-from auth.tokens import Signer, generate_private_pem
+from auth.tokens import Signer
 
 USERNAME_TAKEN = "A user with that username already exists."
 TOKEN_INVALID = "Token is invalid or expired"
 TOKEN_REVOKED = "Token is blacklisted"
-SIGNING_KEY_NAME = "primary"
 # Advisory-lock space of refresh families (the key within it: the family id's hash).
 REFRESH_FAMILY_LOCKS = 0x72667368  # "rfsh"
 
@@ -664,21 +667,55 @@ async def rotate_refresh_token(
     return pair
 
 
-# ---- signing key --------------------------------------------------------------------------
+# ---- signing keys: the public ones ---------------------------------------------------------
 
 
-async def get_or_create_signing_pem(*, session: AsyncSession) -> str:
-    """The stored signing key, generated on first use; replicas racing to create it agree."""
-    statement = select(SigningKey).where(SigningKey.name == SIGNING_KEY_NAME)
-    stored = (await session.exec(statement)).first()
-    if stored is not None:
-        return stored.private_pem
-    pem = generate_private_pem()
-    signer = Signer.from_pem(pem, issuer="")
-    session.add(SigningKey(name=SIGNING_KEY_NAME, kid=signer.kid, private_pem=pem))
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        return (await session.exec(statement)).one().private_pem
-    return pem
+async def publish_key(
+    *, session: AsyncSession, jwk: dict[str, str], expires_at: datetime, now: datetime
+) -> None:
+    """List ``jwk`` in the JWKS until at least ``expires_at`` (an earlier expiry is pushed out,
+    never a later one pulled in); the caller commits. Replicas may publish the same key at
+    once: an upsert."""
+    table = _published_keys_table()
+    dialect = (await session.connection()).dialect.name
+    insert_into = postgresql_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    statement = insert_into.values(
+        kid=jwk["kid"], jwk=json.dumps(jwk), created_at=now, expires_at=expires_at
+    )
+    await session.exec(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.kid],
+            set_={"expires_at": statement.excluded.expires_at},
+            where=table.c.expires_at < statement.excluded.expires_at,
+        )
+    )
+
+
+def _published_keys_table() -> Table:
+    table: Table = PublishedKey.__table__  # type: ignore[attr-defined]
+    return table
+
+
+async def published_jwks(*, session: AsyncSession, now: datetime) -> list[dict[str, str]]:
+    """The JWKs whose tokens may still be alive, newest first."""
+    statement = (
+        select(PublishedKey.jwk)
+        .where(col(PublishedKey.expires_at) > now)
+        .order_by(col(PublishedKey.created_at).desc())
+    )
+    return [json.loads(jwk) for jwk in (await session.exec(statement)).all()]
+
+
+async def legacy_private_pems(*, session: AsyncSession) -> list[str]:
+    """Private keys the first release generated into the database (``LegacySigningKey``)."""
+    statement = select(LegacySigningKey.private_pem).order_by(col(LegacySigningKey.id))
+    return list((await session.exec(statement)).all())
+
+
+async def forget_legacy_keys(*, session: AsyncSession) -> None:
+    """Delete the first release's private keys (the caller commits, once they are safe)."""
+    connection = await session.connection()
+    if connection.dialect.name == "sqlite":
+        # Overwrite the deleted rows with zeros: a copy of the database file must not hold them.
+        await connection.exec_driver_sql("PRAGMA secure_delete = ON")
+    await session.exec(delete(LegacySigningKey).execution_options(synchronize_session=False))

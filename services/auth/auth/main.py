@@ -11,10 +11,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from auth import __version__, crud
 from auth.api import routers
 from auth.db import database
+from auth.keys import KeyRing
 from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings, get_settings
 from auth.tenants_client import TenantsClient
-from auth.tokens import Signer, configured_private_pem
 
 
 def create_app(settings: AuthSettings | None = None) -> FastAPI:
@@ -22,7 +22,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        """What is auth's own: the password hasher, the signing key, the superuser, the
+        """What is auth's own: the password hasher, the signing keys, the superuser, the
         tenants client (the database is migrated and on ``app.state.engine`` by now)."""
         hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
@@ -31,11 +31,9 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             max_concurrent=settings.argon2_max_concurrent,
         )
         try:
-            async with AsyncSession(app.state.engine, expire_on_commit=False) as session:
-                pem = configured_private_pem(settings) or await crud.get_or_create_signing_pem(
-                    session=session
-                )
-                if settings.admin_username and settings.admin_password:
+            keys = await KeyRing.open(settings, app.state.engine)
+            if settings.admin_username and settings.admin_password:
+                async with AsyncSession(app.state.engine, expire_on_commit=False) as session:
                     await crud.ensure_superuser(
                         session=session,
                         username=settings.admin_username,
@@ -43,13 +41,16 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
                         tenant=settings.default_tenant,
                         hasher=hasher,
                     )
-            signer = Signer.from_pem(pem, issuer=settings.jwt_issuer)
             app.state.hasher = hasher
-            app.state.signer = signer
-            app.state.token_verifier = signer.verifier()
-            async with httpx.AsyncClient(
-                timeout=settings.tenants_timeout, headers=settings.internal_headers
-            ) as http:
+            app.state.keys = keys
+            # Auth verifies its own tokens with the published keys: no HTTP to itself.
+            app.state.token_verifier = keys.verifier
+            async with (
+                keys.watching(),
+                httpx.AsyncClient(
+                    timeout=settings.tenants_timeout, headers=settings.internal_headers
+                ) as http,
+            ):
                 app.state.tenants = TenantsClient(
                     http, settings.tenants_url, default_tenant=settings.default_tenant
                 )

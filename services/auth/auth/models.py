@@ -311,8 +311,24 @@ class RefreshToken(SQLModel, table=True):
     revoked_at: datetime | None = _timestamp(nullable=True)
 
 
-class SigningKey(SQLModel, table=True):
-    """The generated signing key, stored so that every replica signs with the same one."""
+class PublishedKey(SQLModel, table=True):
+    """A public signing key the JWKS lists: the key each auth process signs with, and every
+    previous one until the last token it may have signed has expired (``expires_at``, renewed
+    while a process signs with it). Never a private key: that one is a secret (``auth.keys``)."""
+
+    __tablename__ = "published_key"
+
+    kid: str = Field(primary_key=True, max_length=64)
+    # The JWK as JSON: {"kty", "crv", "x", "kid", "alg", "use"}.
+    jwk: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _timestamp()
+    expires_at: datetime = _timestamp(index=True)
+
+
+class LegacySigningKey(SQLModel, table=True):
+    """Where the first release kept the private key it generated, in clear. Emptied at the
+    first start of this release (the key exported to the key file, or kept as a previous
+    public key: nobody is logged out); the next release drops the table."""
 
     __tablename__ = "signing_key"
 

@@ -26,11 +26,23 @@ class AuthSettings(ServiceSettings):
     invitation_lifetime: int = Field(
         604800, gt=0, validation_alias=env("INVITATION_LIFETIME", "invitation_lifetime")
     )
+    # The signing key is a secret, never in the database (auth.keys): the PEM itself, or a file
+    # holding it (a mounted secret; rotated by replacing it). Without either, JWT_GENERATE_KEY
+    # (make run) keeps a generated one in <data dir>/jwt-private-key.pem, mode 0600; the images
+    # turn it off, so a container without a key refuses to start.
     jwt_private_key: SecretStr | None = Field(
         None, validation_alias=env("JWT_PRIVATE_KEY", "jwt_private_key")
     )
     jwt_private_key_file: Path | None = Field(
         None, validation_alias=env("JWT_PRIVATE_KEY_FILE", "jwt_private_key_file")
+    )
+    jwt_generate_key: bool = Field(
+        True, validation_alias=env("JWT_GENERATE_KEY", "jwt_generate_key")
+    )
+    # How often auth re-reads its key file (a rotation takes effect within this) and renews the
+    # publication of the key it signs with.
+    jwt_key_reload_interval: float = Field(
+        10.0, gt=0, validation_alias=env("JWT_KEY_RELOAD_INTERVAL", "jwt_key_reload_interval")
     )
     # Failed logins allowed per username and per client address within the window (seconds).
     login_failure_window: int = Field(

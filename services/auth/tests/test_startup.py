@@ -182,6 +182,11 @@ def test_settings_come_from_the_documented_environment_names(
         "TENANTS_URL": "http://tenants.internal:8003",
         "DENTIAPRO_DEFAULT_TENANT": "main",
         "LOGIN_FAILURES_PER_USERNAME": "5",
+        "JWT_GENERATE_KEY": "false",
+        "JWT_KEY_RELOAD_INTERVAL": "30",
+        "INVITATION_LIFETIME": "3600",
+        "REGISTRATIONS_PER_ADDRESS": "7",
+        "REGISTRATION_WINDOW": "600",
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -202,6 +207,10 @@ def test_settings_come_from_the_documented_environment_names(
     assert settings.login_failures_per_username == 5
     assert settings.login_failure_window == 300
     assert settings.login_failures_per_address == 50
+    assert settings.jwt_generate_key is False
+    assert settings.jwt_key_reload_interval == 30
+    assert settings.invitation_lifetime == 3600
+    assert (settings.registrations_per_address, settings.registration_window) == (7, 600)
 
     monkeypatch.setenv("AUTH_DATABASE_URL", "postgresql+psycopg2://db/auth")
     assert AuthSettings().database_url == "postgresql+psycopg2://db/auth"

@@ -1,24 +1,13 @@
-"""Refresh rotation and reuse detection, logout, the JWKS and the signing key."""
+"""Refresh rotation and reuse detection, logout."""
 
-import asyncio
-import base64
-import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import jwt
-from auth import crud
 from auth.models import Role, User
-from auth.settings import AuthSettings
-from common.db import create_async_db_engine
 from common.testing import TestSigner
-from common.tokens import TokenVerifier, http_jwks_source
-from sqlmodel import Session
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 StartAuth = Callable[..., httpx.Client]
 MakeUser = Callable[..., User]
@@ -312,110 +301,3 @@ def test_logout_without_the_field_is_a_400(client: httpx.Client) -> None:
 
     assert response.status_code == 400
     assert response.json() == {"refresh": ["This field is required."]}
-
-
-# ---- JWKS and the signing key -------------------------------------------------------------
-
-
-def _thumbprint(jwk: dict[str, str]) -> str:
-    members = {name: jwk[name] for name in ("crv", "kty", "x")}
-    canonical = json.dumps(members, sort_keys=True, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
-
-
-def test_jwks_serves_only_the_public_ed25519_key(client: httpx.Client) -> None:
-    response = client.get("/api/auth/jwks/")
-
-    assert response.status_code == 200
-    keys = response.json()["keys"]
-    assert len(keys) == 1
-    assert set(keys[0]) == {"kty", "crv", "x", "kid", "alg", "use"}
-    assert keys[0]["kty"] == "OKP"
-    assert keys[0]["crv"] == "Ed25519"
-    assert keys[0]["alg"] == "EdDSA"
-    assert keys[0]["use"] == "sig"
-    assert keys[0]["kid"] == _thumbprint(keys[0])
-    # Verifiers cache keys themselves; no HTTP cache may hold back a rotated key.
-    assert response.headers["Cache-Control"] == "no-store"
-
-
-def test_tokens_verify_with_the_shared_verifier_reading_the_jwks_over_http(
-    client: httpx.Client, make_user: MakeUser, login: Login
-) -> None:
-    make_user("ola")
-    access = login(client, "ola")["access"]
-
-    async def verify() -> dict[str, object]:
-        source = http_jwks_source(str(client.base_url.join("/api/auth/jwks/")))
-        verifier = TokenVerifier(source, issuer="dentiapro-auth")
-        try:
-            return await verifier.verify_async(access)  # fetches the JWKS: an unknown kid
-        finally:
-            await verifier.aclose()
-
-    assert asyncio.run(verify())["username"] == "ola"
-
-
-def test_generated_signing_key_survives_a_restart(
-    start_auth: StartAuth, make_user: MakeUser, login: Login
-) -> None:
-    first = start_auth()
-    make_user("pam")
-    access = login(first, "pam")["access"]
-
-    second = start_auth()
-
-    assert second.get("/api/auth/jwks/").json() == first.get("/api/auth/jwks/").json()
-    me = second.get("/api/auth/me/", headers={"Authorization": f"Bearer {access}"})
-    assert me.status_code == 200
-
-
-def test_replicas_racing_to_create_the_signing_key_agree(
-    auth_settings: Callable[..., AuthSettings], db: Session
-) -> None:
-    barrier = threading.Barrier(3)
-    pems: list[str] = []
-
-    async def create_in_own_loop() -> None:
-        engine = create_async_db_engine(auth_settings().database_url)
-        async with AsyncSession(engine) as session:
-            barrier.wait()
-            pems.append(await crud.get_or_create_signing_pem(session=session))
-        await engine.dispose()
-
-    def create() -> None:
-        asyncio.run(create_in_own_loop())
-
-    threads = [threading.Thread(target=create) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert len(pems) == 3
-    assert len(set(pems)) == 1
-
-
-def test_signing_key_is_read_from_the_file_jwt_private_key_file_names(
-    start_auth: StartAuth, tmp_path: Path, make_user: MakeUser, login: Login
-) -> None:
-    signer = TestSigner()
-    key_file = tmp_path / "jwt.pem"
-    key_file.write_bytes(signer.private_pem)
-    client = start_auth(jwt_private_key_file=key_file)
-    make_user("quinn")
-
-    access = login(client, "quinn")["access"]
-
-    assert client.get("/api/auth/jwks/").json()["keys"][0]["x"] == signer.jwks["keys"][0]["x"]
-    public_key = signer.private_key.public_key()
-    assert jwt.decode(access, public_key, algorithms=["EdDSA"])["username"] == "quinn"
-
-
-def test_signing_key_from_jwt_private_key_even_on_one_line(start_auth: StartAuth) -> None:
-    signer = TestSigner()
-    one_line = signer.private_pem.decode().strip().replace("\n", "\\n")
-
-    client = start_auth(jwt_private_key=one_line)
-
-    assert client.get("/api/auth/jwks/").json()["keys"][0]["x"] == signer.jwks["keys"][0]["x"]

@@ -9,6 +9,7 @@ from common.tokens import CurrentPrincipal, TokenVerifier
 from fastapi import Depends, Path, Query, Request
 
 from auth import crud
+from auth.keys import KeyRing
 from auth.models import NULL_CHARACTER, SCHEMA_NAME, Role, User
 from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings
@@ -29,9 +30,15 @@ async def get_settings(request: Request) -> AuthSettings:
     return settings
 
 
+async def get_keys(request: Request) -> KeyRing:
+    keys: KeyRing = request.app.state.keys
+    return keys
+
+
 async def get_signer(request: Request) -> Signer:
-    signer: Signer = request.app.state.signer
-    return signer
+    """The key to sign with now (a rotation swaps it)."""
+    keys: KeyRing = request.app.state.keys
+    return keys.signer
 
 
 async def get_tenants(request: Request) -> TenantsClient:
@@ -50,6 +57,7 @@ async def get_verifier(request: Request) -> TokenVerifier:
 
 
 SettingsDep = Annotated[AuthSettings, Depends(get_settings)]
+KeysDep = Annotated[KeyRing, Depends(get_keys)]
 SignerDep = Annotated[Signer, Depends(get_signer)]
 TenantsDep = Annotated[TenantsClient, Depends(get_tenants)]
 HasherDep = Annotated[PasswordHasher, Depends(get_hasher)]

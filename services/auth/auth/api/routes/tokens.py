@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from auth import crud
 from auth.api.deps import (
     HasherDep,
+    KeysDep,
     SettingsDep,
     SignerDep,
     TenantsDep,
@@ -152,8 +153,9 @@ async def logout(data: RefreshRequest, session: SessionDep, verifier: VerifierDe
 
 
 @router.get("/jwks/")
-async def jwks(signer: SignerDep) -> dict[str, Any]:
-    """The public keys that verify tokens signed by this service (JWKS)."""
+async def jwks(session: SessionDep, keys: KeysDep) -> dict[str, Any]:
+    """The public keys that verify tokens signed by this service (JWKS): the current key and
+    every previous one whose tokens have not all expired yet."""
     # No HTTP caching (every /api/ response is no-store): verifiers cache the keys themselves
     # and refetch on an unknown kid, which is how they learn a rotated key at once.
-    return signer.jwks()
+    return await keys.jwks(session)
