@@ -119,7 +119,10 @@ def test_migrate_creates_the_tables_and_is_idempotent(
     engine = create_engine(settings)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert {"user", "refresh_token", "signing_key", "login_failure", "alembic_version"} <= tables
+    assert {
+        "user", "invitation", "refresh_token", "published_key", "login_failure",
+        "registration_attempt", "alembic_version",
+    } <= tables  # fmt: skip
 
 
 def test_a_database_migrated_by_a_newer_release_is_used_as_it_is(
