@@ -133,12 +133,16 @@ def _current_pem(settings: AuthSettings, legacy: list[str]) -> str:
 class KeyRing:
     """The key this process signs with (``signer``) and the JWKS (``jwks``)."""
 
-    def __init__(self, settings: AuthSettings, engine: AsyncEngine, signer: Signer) -> None:
+    def __init__(
+        self, settings: AuthSettings, engine: AsyncEngine, signer: Signer, loaded: str
+    ) -> None:
+        """``loaded``: the PEM ``signer`` was made from, as read (a file changing from it is
+        a rotation)."""
         self._settings = settings
         self._engine = engine
         self.signer = signer
         self._path = key_file(settings)
-        self._loaded = self._read()
+        self._loaded = loaded
         self.verifier = TokenVerifier(
             self._jwks_source,
             issuer=settings.jwt_issuer,
@@ -152,7 +156,8 @@ class KeyRing:
         async with AsyncSession(engine, expire_on_commit=False) as session:
             legacy = await crud.legacy_private_pems(session=session)
             await session.commit()  # no transaction held while the file is written
-            signer = Signer.from_pem(_current_pem(settings, legacy), issuer=settings.jwt_issuer)
+            pem = _current_pem(settings, legacy)
+            signer = Signer.from_pem(pem, issuer=settings.jwt_issuer)
             now = utcnow()
             until = _published_until(settings, now)
             await crud.publish_key(session=session, jwk=signer.jwk, expires_at=until, now=now)
@@ -172,12 +177,12 @@ class KeyRing:
             log.warning(
                 "moved %d signing key(s) of the first release out of the auth database", len(legacy)
             )
-        ring = cls(settings, engine, signer)
+        ring = cls(settings, engine, signer, pem)
         await ring.verifier.refresh_keys()
         return ring
 
-    def _read(self) -> str | None:
-        return self._path.read_text(encoding="ascii") if self._path is not None else None
+    def _read(self) -> str:
+        return self._path.read_text(encoding="ascii") if self._path is not None else self._loaded
 
     async def jwks(self, session: AsyncSession) -> dict[str, Any]:
         """Every public key whose tokens may still be alive; the current one first."""
@@ -197,7 +202,7 @@ class KeyRing:
         except OSError as exc:
             log.warning("signing key file unreadable, signing on with the loaded key: %s", exc)
             current = self._loaded
-        if current is not None and current != self._loaded:
+        if current != self._loaded:
             try:
                 signer = Signer.from_pem(current, issuer=self._settings.jwt_issuer)
             except (ValueError, TypeError) as exc:  # not a PEM, not Ed25519, encrypted
@@ -211,10 +216,11 @@ class KeyRing:
                 await crud.publish_key(session=session, jwk=jwk, expires_at=until, now=now)
             await session.commit()
         if signer is not self.signer:
-            log.info("signing with the rotated key %s (was %s)", signer.kid, self.signer.kid)
-            self.signer = signer
             self._loaded = current
-            await self.verifier.refresh_keys()
+            if signer.kid != self.signer.kid:  # not merely the same key written anew
+                log.info("signing with the rotated key %s (was %s)", signer.kid, self.signer.kid)
+                self.signer = signer
+                await self.verifier.refresh_keys()
 
     @asynccontextmanager
     async def watching(self) -> AsyncIterator[None]:
