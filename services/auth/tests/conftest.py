@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 from argon2 import PasswordHasher
-from auth import crud
 from auth.db import create_engine, upgrade
 from auth.main import create_app
 from auth.models import Role, User
 from auth.settings import AuthSettings
+from common.db import utcnow
 from common.pytest_plugin import DatabaseUrlFactory
 from common.testing import free_port, serve
 from sqlmodel import Session
@@ -128,7 +128,7 @@ def make_user(db: Session) -> Callable[..., User]:
         is_active: bool = True,
         password: str = GOOD_PASSWORD,
     ) -> User:
-        now = crud.utcnow()
+        now = utcnow()
         user = User(
             username=username,
             username_key=username.casefold(),
