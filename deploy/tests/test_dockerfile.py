@@ -104,14 +104,16 @@ def test_runtime_image_runs_one_uvicorn_worker_of_its_app(
     command = exec_form(cmd)
     assert command[:2] == ["uvicorn", f"{MODULES[target]}.main:create_app"]
     options = command[2:]
-    for flag in ("--factory", "--no-access-log", "--proxy-headers"):
+    # The peer address stays the real one: the services trust X-Forwarded-For from the
+    # gateway's hop only (TRUSTED_PROXIES); uvicorn trusting "*" let any client write it.
+    for flag in ("--factory", "--no-access-log", "--no-proxy-headers"):
         assert flag in options
+    assert "--forwarded-allow-ips" not in options
     pairs = dict(zip(options, [*options[1:], ""], strict=True))
     assert pairs["--host"] == "0.0.0.0"
     assert pairs["--port"] == str(image_ports[target])
     assert pairs["--loop"] == "uvloop"
     assert pairs["--http"] == "httptools"
-    assert pairs["--forwarded-allow-ips"] == "*"
     assert "--workers" not in options
     assert "--reload" not in options
 

@@ -29,6 +29,7 @@ SYSTEM_ENV = {
     "GATEWAY_AUTH_RATE_AVERAGE": "10000",
     "GATEWAY_AUTH_RATE_BURST": "10000",
     "LOGIN_FAILURES_PER_ADDRESS": "10000",
+    "REGISTRATIONS_PER_ADDRESS": "10000",
     # A deleted tenant's tokens must stop working within this many seconds.
     "TENANT_CACHE_SECONDS": "2",
     # Cheap Argon2: the suite registers and logs in many users (production keeps the default).
@@ -131,12 +132,38 @@ class Api:
     def superuser(self) -> dict[str, str]:
         return self.bearer(self.running.admin_username, self.running.admin_password)
 
-    def register(self, username: str, headers: dict[str, str] | None = None) -> httpx.Response:
-        return self.client.post(
-            "/api/auth/register/",
-            json={"username": username, "password": PASSWORD, "email": f"{username}@example.com"},
-            headers=headers or {},
+    def register(
+        self,
+        username: str,
+        headers: dict[str, str] | None = None,
+        invitation: str | None = None,
+    ) -> httpx.Response:
+        body = {"username": username, "password": PASSWORD, "email": f"{username}@example.com"}
+        if invitation is not None:
+            body["invitation"] = invitation
+        return self.client.post("/api/auth/register/", json=body, headers=headers or {})
+
+    def invite(
+        self,
+        username: str,
+        tenant: dict[str, Any],
+        role: str = "admin",
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """An invitation of ``username``'s email into ``tenant`` (by the superuser unless
+        ``headers`` say otherwise); its token."""
+        response = self.client.post(
+            "/api/auth/invitations/",
+            json={
+                "email": f"{username}@example.com",
+                "role": role,
+                "tenant": tenant["schema_name"],
+            },
+            headers=headers or self.superuser(),
         )
+        assert response.status_code == 201, response.text
+        token: str = response.json()["token"]
+        return token
 
     def create_tenant(self) -> dict[str, Any]:
         schema = unique("t")
@@ -154,9 +181,9 @@ class Api:
         return tenant
 
     def tenant_admin(self, tenant: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        """Registers the tenant's first user (its admin) through X-Tenant; logs in."""
+        """The tenant's admin, invited by the superuser (as a practice is onboarded); logs in."""
         username = unique("admin")
-        response = self.register(username, {"X-Tenant": tenant["schema_name"]})
+        response = self.register(username, invitation=self.invite(username, tenant))
         assert response.status_code == 201, response.text
         return username, self.bearer(username)
 

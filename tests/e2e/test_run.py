@@ -462,10 +462,20 @@ def test_ctrl_c_stops_every_process_and_a_second_run_keeps_the_data(tmp_path: Pa
                 headers=_bearer(client, username, password),
             )
             assert tenant.status_code == 201, tenant.text
+            invited = client.post(
+                "/api/auth/invitations/",
+                json={"email": "who@example.com", "role": "admin", "tenant": schema},
+                headers=_bearer(client, username, password),
+            )
+            assert invited.status_code == 201, invited.text
             registered = client.post(
                 "/api/auth/register/",
-                json={"username": "dr-who", "password": PASSWORD, "email": "who@example.com"},
-                headers={"X-Tenant": schema},
+                json={
+                    "username": "dr-who",
+                    "password": PASSWORD,
+                    "email": "who@example.com",
+                    "invitation": invited.json()["token"],
+                },
             )
             assert registered.status_code == 201, registered.text
             patient = client.post(

@@ -1,4 +1,5 @@
-"""Tenant isolation through the gateway: X-Tenant and Host registration, spoofed headers, approval."""
+"""Tenant isolation through the gateway: onboarding by invitation, X-Tenant and Host
+registration, spoofed headers, approval, a deleted tenant refused at once."""
 
 from typing import Any
 
@@ -27,11 +28,17 @@ def test_tenants_registered_by_header_and_by_host_see_only_their_own_data(
 ) -> None:
     tenant_a = api.create_tenant()
     tenant_b = api.create_tenant()
-    _, headers_a = api.tenant_admin(tenant_a)  # through X-Tenant
+    _, headers_a = api.tenant_admin(tenant_a)
+    _, admin_b = api.tenant_admin(tenant_b)
     user_b = f"host-{tenant_b['schema_name']}"
     by_host = api.register(user_b, {"Host": tenant_b["domain_url"]})
     assert by_host.status_code == 201, by_host.text
     assert by_host.json()["tenant"] == tenant_b["schema_name"]
+    assert by_host.json()["is_active"] is False  # B's admin lets them in
+    approved = gateway.patch(
+        f"/api/auth/users/{by_host.json()['id']}/", json={"is_active": True}, headers=admin_b
+    )
+    assert approved.status_code == 200, approved.text
     headers_b = api.bearer(user_b)
 
     patient_a = _create_patient(gateway, headers_a, "Alice of A")
@@ -98,3 +105,56 @@ def test_later_users_wait_for_the_tenant_admin_to_approve_them(
     staff = api.bearer(newcomer)
     assert gateway.get("/api/patients/", headers=staff).status_code == 200
     assert gateway.get("/api/auth/users/", headers=staff).status_code == 403
+
+
+def test_a_practice_is_onboarded_by_invitation_and_nobody_registers_their_way_to_admin(
+    api: Any, gateway: httpx.Client
+) -> None:
+    """The superuser creates the tenant and invites its admin; the admin invites staff. The
+    first stranger to register (by the practice's public domain) is only pending staff."""
+    tenant = api.create_tenant()
+    stranger = api.register(f"early-{tenant['schema_name']}", {"Host": tenant["domain_url"]})
+    owner = f"owner-{tenant['schema_name']}"
+    joined = api.register(owner, invitation=api.invite(owner, tenant, role="admin"))
+    admin = api.bearer(owner)
+    nurse = f"nurse-{tenant['schema_name']}"
+    staff_token = api.invite(nurse, tenant, role="staff", headers=admin)
+    open_invitations = gateway.get("/api/auth/invitations/", headers=admin)
+    nurse_joined = api.register(nurse, invitation=staff_token)
+    reused = api.register(f"again-{tenant['schema_name']}", invitation=staff_token)
+
+    assert (stranger.json()["role"], stranger.json()["is_active"]) == ("staff", False)
+    assert {k: joined.json()[k] for k in ("tenant", "role", "is_active")} == {
+        "tenant": tenant["schema_name"],
+        "role": "admin",
+        "is_active": True,
+    }
+    assert open_invitations.status_code == 200
+    assert [i["email"] for i in open_invitations.json()["results"]] == [f"{nurse}@example.com"]
+    assert "token" not in open_invitations.json()["results"][0]
+    assert (nurse_joined.json()["role"], nurse_joined.json()["is_active"]) == ("staff", True)
+    assert reused.status_code == 400
+    assert reused.json() == {"invitation": ["This invitation has already been used."]}
+    assert gateway.get("/api/patients/", headers=api.bearer(nurse)).status_code == 200
+    assert gateway.get("/api/auth/invitations/").status_code == 401  # behind ForwardAuth
+
+
+def test_a_deleted_tenants_users_are_refused_at_once(api: Any, gateway: httpx.Client) -> None:
+    """From the moment the DELETE has returned: no login, no refresh, no registration."""
+    tenant = api.create_tenant()
+    username, _ = api.tenant_admin(tenant)
+    tokens = api.login(username)
+    invitation = api.invite(f"late-{tenant['schema_name']}", tenant, role="staff")
+
+    deleted = gateway.delete(f"/api/tenants/{tenant['id']}/", headers=api.superuser())
+
+    assert deleted.status_code == 204
+    login = gateway.post("/api/auth/login/", json={"username": username, "password": api.password})
+    assert login.status_code == 401
+    refresh = gateway.post("/api/auth/refresh/", json={"refresh": tokens["refresh"]})
+    assert refresh.status_code == 401
+    by_header = api.register(f"new-{tenant['schema_name']}", {"X-Tenant": tenant["schema_name"]})
+    assert by_header.status_code == 400
+    invited = api.register(f"late-{tenant['schema_name']}", invitation=invitation)
+    assert invited.status_code == 400
+    assert invited.json() == {"tenant": [f'Unknown or inactive tenant "{tenant["schema_name"]}".']}

@@ -8,7 +8,7 @@ import httpx
 def test_register_login_refresh_logout(api: Any, gateway: httpx.Client) -> None:
     tenant = api.create_tenant()
     username = f"dr-{tenant['schema_name']}"
-    registered = api.register(username, {"X-Tenant": tenant["schema_name"]})
+    registered = api.register(username, invitation=api.invite(username, tenant))
     assert registered.status_code == 201, registered.text
     body = registered.json()
     assert body["tenant"] == tenant["schema_name"]

@@ -8,6 +8,7 @@ What every service does the same way, and nothing else (no business logic):
 - ``db``            SQLAlchemy engines for SQLite and PostgreSQL, sessions, Alembic helpers
 - ``tokens``        JWT verification against the auth service's JWKS
 - ``health``        ``/health/`` (readiness) and ``/health/live``
+- ``address``       the client address the gateway saw (``X-Forwarded-For`` from trusted hops)
 - ``observability`` request id, one JSON log line and Prometheus metrics per request
 - ``testing``       a test signing key that mints tokens (tests only)
 """

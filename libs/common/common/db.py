@@ -287,8 +287,12 @@ def is_unavailable(exc: BaseException) -> bool:
     refused or timed out, a connection lost, the pool exhausted, a shutdown, a statement
     timeout), as opposed to an error in the statement or the data."""
     if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        # No statement: the error came while connecting (asyncpg reports a database that is
+        # gone, or a refused login, as a plain DBAPIError; psycopg2 as an OperationalError).
+        if (
+            exc.statement is None
+            or exc.connection_invalidated
+            or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
         ):
             return True
         state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)

@@ -1,10 +1,12 @@
 """Base settings shared by every service, read from the environment when an app is built."""
 
 from pathlib import Path
-from typing import Any
+from typing import Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.address import parse_networks
 
 
 def env(*names: str) -> AliasChoices:
@@ -38,8 +40,15 @@ class ServiceSettings(BaseSettings):
     # the pool churns (a new PostgreSQL backend per burst, measured in make bench). On the
     # event loop a request waits for a pooled connection instead, at no cost.
     db_max_overflow: int = Field(0, validation_alias=env("DB_MAX_OVERFLOW", "db_max_overflow"))
-    # The shared secret that services (and the gateway) present on /internal/ calls, in the
-    # X-Internal-Token header: the value, or a file holding it (a mounted secret).
+    # The gateway's own hop (and a TLS proxy in front of it): X-Forwarded-For is believed from
+    # these only (common.address). Loopback is where Traefik runs under `make run`.
+    trusted_proxies: str = Field(
+        "127.0.0.0/8,::1", validation_alias=env("TRUSTED_PROXIES", "trusted_proxies")
+    )
+
+    # Presented as X-Internal-Token on every call to another service's /internal/ paths (the
+    # tenants registry requires it). From the variable, or the file the _FILE variable names
+    # (a mounted secret); unset under `make run` unless the launcher sets one.
     internal_token: SecretStr | None = Field(
         None, validation_alias=env("DENTIAPRO_INTERNAL_TOKEN", "internal_token")
     )
@@ -47,25 +56,26 @@ class ServiceSettings(BaseSettings):
         None, validation_alias=env("DENTIAPRO_INTERNAL_TOKEN_FILE", "internal_token_file")
     )
 
-    @model_validator(mode="before")
+    @model_validator(mode="after")
+    def _internal_token_from_file(self) -> Self:
+        if self.internal_token is None and self.internal_token_file is not None:
+            token = self.internal_token_file.read_text(encoding="utf-8").strip()
+            # Frozen settings; filling a value derived from another once, here, is fine.
+            object.__setattr__(self, "internal_token", SecretStr(token) if token else None)
+        return self
+
+    @property
+    def internal_headers(self) -> dict[str, str]:
+        """The headers of a call to another service's /internal/ paths."""
+        if self.internal_token is None:
+            return {}
+        return {"X-Internal-Token": self.internal_token.get_secret_value()}
+
+    @field_validator("trusted_proxies")
     @classmethod
-    def _read_internal_token_file(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        path = next(
-            (
-                data[k]
-                for k in ("DENTIAPRO_INTERNAL_TOKEN_FILE", "internal_token_file")
-                if data.get(k)
-            ),
-            None,
-        )
-        has_value = any(data.get(k) for k in ("DENTIAPRO_INTERNAL_TOKEN", "internal_token"))
-        if path and not has_value:
-            token = Path(path).read_text().strip()
-            if token:
-                data = {**data, "internal_token": token}
-        return data
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # a typo fails start-up, not every request
+        return value
 
     def sqlite_url(self, name: str) -> str:
         """Default SQLite URL of a service database under the data dir."""

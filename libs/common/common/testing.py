@@ -203,7 +203,10 @@ def serve(app: Any, port: int | None = None) -> Iterator[str]:
     The app's lifespan runs, exactly as in production; the server stops when the block ends.
     """
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    # As the images run it: X-Forwarded-For is the services' to read (common.address).
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()

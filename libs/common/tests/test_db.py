@@ -15,7 +15,7 @@ from common.db import (
     ping_async,
     upgrade,
 )
-from common.pytest_plugin import DatabaseUrlFactory
+from common.pytest_plugin import DatabaseUrlFactory, drop_postgres_database
 from sqlalchemy import text
 
 
@@ -231,19 +231,24 @@ def test_a_pooled_connection_the_server_terminated_is_replaced_without_an_error(
 def test_what_counts_as_the_database_being_unavailable(
     database_url: DatabaseUrlFactory, backend: str, unused_tcp_port: int
 ) -> None:
-    """Unreachable, statement timeout: 503 material. A bad statement: a bug (500)."""
+    """Unreachable, a database that is gone, statement timeout: 503 material. A bad statement:
+    a bug (500)."""
     if backend != "postgresql":
         pytest.skip("PostgreSQL errors")
     url = database_url("common")
+    dropped = database_url("common")
+    drop_postgres_database(dropped)
 
     async def errors() -> list[BaseException]:
         found: list[BaseException] = []
         unreachable = create_async_db_engine(
             f"postgresql+psycopg2://postgres@127.0.0.1:{unused_tcp_port}/x"
         )
+        gone = create_async_db_engine(dropped)
         engine = create_async_db_engine(url)
         for engine_, sql in (
             (unreachable, "SELECT 1"),
+            (gone, "SELECT 1"),
             (engine, "SET statement_timeout = 50; SELECT pg_sleep(1)"),
             (engine, "SELECT no_such_column FROM pg_class"),
         ):
@@ -254,10 +259,12 @@ def test_what_counts_as_the_database_being_unavailable(
             except Exception as exc:
                 found.append(exc)
         await unreachable.dispose()
+        await gone.dispose()
         await engine.dispose()
         return found
 
-    refused, timed_out, bad = asyncio.run(errors())
+    refused, missing, timed_out, bad = asyncio.run(errors())
     assert is_unavailable(refused)
+    assert is_unavailable(missing)
     assert is_unavailable(timed_out)
     assert not is_unavailable(bad)

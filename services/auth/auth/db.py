@@ -1,5 +1,7 @@
-"""The auth database: its engine and its migrations (run by ``make migrate`` and at start-up)."""
+"""The auth database: where it is and its migrations (applied at start-up by ``common.app``, and
+by ``make migrate``); a synchronous engine for operator tools and tests."""
 
+from common.app import Database
 from common.db import create_db_engine, migrations_dir
 from common.db import upgrade as migrate_database
 from sqlalchemy import Engine
@@ -10,7 +12,12 @@ from auth.settings import AuthSettings
 MIGRATION_LOCK_ID = 0x61757468  # "auth"
 
 
+def database(settings: AuthSettings) -> Database:
+    return Database(settings.database_url, migrations_dir(__file__), MIGRATION_LOCK_ID)
+
+
 def create_engine(settings: AuthSettings) -> Engine:
+    """A synchronous engine (psycopg2 or sqlite3) on the auth database, for tools."""
     return create_db_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,

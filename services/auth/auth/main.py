@@ -5,46 +5,16 @@ from contextlib import asynccontextmanager
 
 import httpx
 from common.app import create_app as create_service_app
-from common.db import ping
-from common.observability import track_engine
 from fastapi import FastAPI
-from sqlmodel import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth import __version__, crud
 from auth.api import routers
-from auth.db import create_engine, upgrade
+from auth.db import database
+from auth.keys import KeyRing
 from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings, get_settings
 from auth.tenants_client import TenantsClient
-from auth.tokens import Signer, configured_private_pem
-
-
-def _start(app: FastAPI, settings: AuthSettings) -> None:
-    """Migrate, load the signing key and ensure the superuser, before the first request."""
-    hasher = PasswordHasher(
-        time_cost=settings.argon2_time_cost,
-        memory_cost=settings.argon2_memory_cost,
-        parallelism=settings.argon2_parallelism,
-        max_concurrent=settings.argon2_max_concurrent,
-    )
-    engine = create_engine(settings)
-    track_engine(engine)
-    upgrade(engine)
-    with Session(engine) as session:
-        pem = configured_private_pem(settings) or crud.get_or_create_signing_pem(session=session)
-        if settings.admin_username and settings.admin_password:
-            crud.ensure_superuser(
-                session=session,
-                username=settings.admin_username,
-                password=settings.admin_password.get_secret_value(),
-                tenant=settings.default_tenant,
-                hasher=hasher,
-            )
-    signer = Signer.from_pem(pem, issuer=settings.jwt_issuer)
-    app.state.engine = engine
-    app.state.hasher = hasher
-    app.state.signer = signer
-    app.state.token_verifier = signer.verifier()
 
 
 def create_app(settings: AuthSettings | None = None) -> FastAPI:
@@ -52,30 +22,47 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _start(app, settings)
+        """What is auth's own: the password hasher, the signing keys, the superuser, the
+        tenants client (the database is migrated and on ``app.state.engine`` by now)."""
+        hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_cost,
+            parallelism=settings.argon2_parallelism,
+            max_concurrent=settings.argon2_max_concurrent,
+        )
         try:
-            with httpx.Client(timeout=settings.tenants_timeout) as http:
+            keys = await KeyRing.open(settings, app.state.engine)
+            if settings.admin_username and settings.admin_password:
+                async with AsyncSession(app.state.engine, expire_on_commit=False) as session:
+                    await crud.ensure_superuser(
+                        session=session,
+                        username=settings.admin_username,
+                        password=settings.admin_password.get_secret_value(),
+                        tenant=settings.default_tenant,
+                        hasher=hasher,
+                    )
+            app.state.hasher = hasher
+            app.state.keys = keys
+            # Auth verifies its own tokens with the published keys: no HTTP to itself.
+            app.state.token_verifier = keys.verifier
+            async with (
+                keys.watching(),
+                httpx.AsyncClient(
+                    timeout=settings.tenants_timeout, headers=settings.internal_headers
+                ) as http,
+            ):
                 app.state.tenants = TenantsClient(
-                    http,
-                    settings.tenants_url,
-                    default_tenant=settings.default_tenant,
-                    cache_seconds=settings.tenant_cache_seconds,
-                    internal_token=(
-                        settings.internal_token.get_secret_value()
-                        if settings.internal_token
-                        else None
-                    ),
+                    http, settings.tenants_url, default_tenant=settings.default_tenant
                 )
                 yield
         finally:
-            app.state.engine.dispose()
-            app.state.hasher.close()
+            hasher.close()
 
     return create_service_app(
         service="auth",
         version=__version__,
         settings=settings,
         routers=routers,
+        database=database(settings),
         lifespan=lifespan,
-        health_checks={"database": lambda app: ping(app.state.engine)},
     )

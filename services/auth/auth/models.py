@@ -12,11 +12,13 @@ from pydantic import ValidationInfo, field_validator
 from sqlalchemy import Column, ForeignKey, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
-from auth.passwords import password_problems
+from auth.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
+from auth.passwords import password_problems, too_long
 
 USERNAME_MAX_LENGTH = 150
 EMAIL_MAX_LENGTH = 254
 USERNAME_PATTERN = re.compile(r"^[\w.@+-]+\Z")
+SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 BLANK = "This field may not be blank."
 NULL_CHARACTER = "Null characters are not allowed."
 
@@ -45,6 +47,18 @@ def username_key(username: str) -> str:
     return normalize_username(username).casefold()
 
 
+class RequestBody(SQLModel):
+    """A request body: no text field may hold a NUL character (DRF's CharField refuses it, and
+    PostgreSQL would refuse it in a query: a 500). Checked before any other rule of a field."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_null_character(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(NULL_CHARACTER)
+        return value
+
+
 # ---- user ---------------------------------------------------------------------------------
 
 
@@ -63,30 +77,44 @@ class User(UserBase, table=True):
     is_active: bool = False
     is_superuser: bool = False
     password_hash: str = Field(max_length=255)
-    # The first user of a tenant holds its schema_name here; the unique constraint makes
-    # "the first user becomes admin" hold when two registrations race.
-    founder_of: str | None = Field(default=None, max_length=63, unique=True)
     date_joined: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
 
-class UserRegister(SQLModel):
+def normalize_email(value: str) -> str:
+    """An email as users and invitations store it (DRF's EmailField rules)."""
+    value = value.strip()
+    if not value:
+        raise ValueError(BLANK)
+    if len(value) > EMAIL_MAX_LENGTH:
+        raise ValueError(too_long(EMAIL_MAX_LENGTH))
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError:
+        raise ValueError("Enter a valid email address.") from None
+
+
+class UserRegister(RequestBody):
     """Registration body. Field order matters: the password is checked against the others."""
 
     username: str
     email: str
     password: str
+    # An invitation's token: the account is created active, with the invitation's role, in
+    # its tenant. Without one: a pending staff account (an admin of the tenant activates it).
+    invitation: str | None = None
 
     @field_validator("username")
     @classmethod
     def _username(cls, value: str) -> str:
+        # Measured before normalising too, so a huge value costs nothing more than its length.
+        if len(value.strip()) > USERNAME_MAX_LENGTH:
+            raise ValueError(too_long(USERNAME_MAX_LENGTH))
         value = normalize_username(value)
         if not value:
             raise ValueError(BLANK)
         if len(value) > USERNAME_MAX_LENGTH:
-            raise ValueError(
-                f"Ensure this field has no more than {USERNAME_MAX_LENGTH} characters."
-            )
+            raise ValueError(too_long(USERNAME_MAX_LENGTH))
         if not USERNAME_PATTERN.match(value):
             raise ValueError(
                 "Enter a valid username. This value may contain only letters, "
@@ -97,15 +125,7 @@ class UserRegister(SQLModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError(BLANK)
-        if len(value) > EMAIL_MAX_LENGTH:
-            raise ValueError(f"Ensure this field has no more than {EMAIL_MAX_LENGTH} characters.")
-        try:
-            return validate_email(value, check_deliverability=False).normalized
-        except EmailNotValidError:
-            raise ValueError("Enter a valid email address.") from None
+        return normalize_email(value)
 
     @field_validator("password")
     @classmethod
@@ -138,7 +158,7 @@ class UserDetail(UserPublic):
     updated_at: datetime
 
 
-class UserUpdate(SQLModel):
+class UserUpdate(RequestBody):
     is_active: bool | None = None
     role: str | None = None
 
@@ -157,26 +177,95 @@ class UserUpdate(SQLModel):
         return value
 
 
+# ---- invitations --------------------------------------------------------------------------
+
+
+class Invitation(SQLModel, table=True):
+    """An invitation into a tenant with a role; only a SHA-256 of its token is stored."""
+
+    __tablename__ = "invitation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    email: str = Field(max_length=EMAIL_MAX_LENGTH)
+    role: str = Field(max_length=16)
+    tenant: str = Field(max_length=63, index=True)
+    created_by: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("user.id", ondelete="SET NULL"), nullable=True),
+    )
+    used_by: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("user.id", ondelete="SET NULL"), nullable=True),
+    )
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+    expires_at: datetime = _timestamp()
+    used_at: datetime | None = _timestamp(nullable=True)
+    revoked_at: datetime | None = _timestamp(nullable=True)
+
+
+class InvitationCreate(RequestBody):
+    email: str
+    role: str
+    # A schema_name: superusers invite into any tenant; an admin only into its own (the
+    # default when absent).
+    tenant: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return normalize_email(value)
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value not in {role.value for role in Role}:
+            raise ValueError(f'"{value[:32]}" is not a valid choice.')
+        return value
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not SCHEMA_NAME.match(value.strip()):
+            raise ValueError(f'Unknown or inactive tenant "{value.strip()[:63]}".')
+        return value.strip()
+
+
+class InvitationPublic(SQLModel):
+    """An invitation as lists show it: never its token."""
+
+    id: int
+    email: str
+    role: Role
+    tenant: str
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class InvitationCreated(InvitationPublic):
+    """The answer to its creation: the only time the token is shown."""
+
+    token: str
+
+
 # ---- tokens -------------------------------------------------------------------------------
 
 
-class LoginRequest(SQLModel):
+class LoginRequest(RequestBody):
     username: str
     password: str
-
-    @field_validator("username", "password")
-    @classmethod
-    def _no_null_character(cls, value: str) -> str:
-        # As DRF's CharField; PostgreSQL would refuse it in the lookup (a 500).
-        if "\x00" in value:
-            raise ValueError(NULL_CHARACTER)
-        return value
 
     @field_validator("username")
     @classmethod
     def _username(cls, value: str) -> str:
         if not value.strip():
             raise ValueError(BLANK)
+        if len(value.strip()) > USERNAME_MAX_LENGTH:  # no account has a longer one
+            raise ValueError(too_long(USERNAME_MAX_LENGTH))
         return value
 
     @field_validator("password")
@@ -184,10 +273,12 @@ class LoginRequest(SQLModel):
     def _password(cls, value: str) -> str:
         if not value:  # spaces are a password like any other
             raise ValueError(BLANK)
+        if len(value) > PASSWORD_MAX_LENGTH:  # no account has a longer one
+            raise ValueError(too_long(PASSWORD_MAX_LENGTH))
         return value
 
 
-class RefreshRequest(SQLModel):
+class RefreshRequest(RequestBody):
     refresh: str
 
     @field_validator("refresh")
@@ -220,8 +311,24 @@ class RefreshToken(SQLModel, table=True):
     revoked_at: datetime | None = _timestamp(nullable=True)
 
 
-class SigningKey(SQLModel, table=True):
-    """The generated signing key, stored so that every replica signs with the same one."""
+class PublishedKey(SQLModel, table=True):
+    """A public signing key the JWKS lists: the key each auth process signs with, and every
+    previous one until the last token it may have signed has expired (``expires_at``, renewed
+    while a process signs with it). Never a private key: that one is a secret (``auth.keys``)."""
+
+    __tablename__ = "published_key"
+
+    kid: str = Field(primary_key=True, max_length=64)
+    # The JWK as JSON: {"kty", "crv", "x", "kid", "alg", "use"}.
+    jwk: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _timestamp()
+    expires_at: datetime = _timestamp(index=True)
+
+
+class LegacySigningKey(SQLModel, table=True):
+    """Where the first release kept the private key it generated, in clear. Emptied at the
+    first start of this release (the key exported to the key file, or kept as a previous
+    public key: nobody is logged out); the next release drops the table."""
 
     __tablename__ = "signing_key"
 
@@ -246,3 +353,16 @@ class LoginFailure(SQLModel, table=True):
     username_key: str = Field(max_length=USERNAME_MAX_LENGTH)
     address: str = Field(max_length=64)
     failed_at: datetime = _timestamp(index=True)
+
+
+class RegistrationAttempt(SQLModel, table=True):
+    """A registration from one client address, kept for the throttling window."""
+
+    __tablename__ = "registration_attempt"
+    __table_args__ = (
+        Index("ix_registration_attempt_address_attempted_at", "address", "attempted_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(max_length=64)
+    attempted_at: datetime = _timestamp(index=True)

@@ -1,16 +1,11 @@
 """Settings of the auth service, read from the environment when an app is built."""
 
-import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Self
 
 from common.settings import ServiceSettings, env
 from pydantic import Field, SecretStr, model_validator
-
-# Addresses whose X-Forwarded-For is believed: loopback and private networks, where the
-# gateway runs. A client that reaches auth directly from outside gets its peer address used.
-DEFAULT_TRUSTED_PROXIES = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
 
 
 class AuthSettings(ServiceSettings):
@@ -27,11 +22,27 @@ class AuthSettings(ServiceSettings):
     admin_password: SecretStr | None = Field(
         None, validation_alias=env("DENTIAPRO_ADMIN_PASSWORD", "admin_password")
     )
+    # Seconds an invitation stays usable (DESIGN: 7 days).
+    invitation_lifetime: int = Field(
+        604800, gt=0, validation_alias=env("INVITATION_LIFETIME", "invitation_lifetime")
+    )
+    # The signing key is a secret, never in the database (auth.keys): the PEM itself, or a file
+    # holding it (a mounted secret; rotated by replacing it). Without either, JWT_GENERATE_KEY
+    # (make run) keeps a generated one in <data dir>/jwt-private-key.pem, mode 0600; the images
+    # turn it off, so a container without a key refuses to start.
     jwt_private_key: SecretStr | None = Field(
         None, validation_alias=env("JWT_PRIVATE_KEY", "jwt_private_key")
     )
     jwt_private_key_file: Path | None = Field(
         None, validation_alias=env("JWT_PRIVATE_KEY_FILE", "jwt_private_key_file")
+    )
+    jwt_generate_key: bool = Field(
+        True, validation_alias=env("JWT_GENERATE_KEY", "jwt_generate_key")
+    )
+    # How often auth re-reads its key file (a rotation takes effect within this) and renews the
+    # publication of the key it signs with.
+    jwt_key_reload_interval: float = Field(
+        10.0, gt=0, validation_alias=env("JWT_KEY_RELOAD_INTERVAL", "jwt_key_reload_interval")
     )
     # Failed logins allowed per username and per client address within the window (seconds).
     login_failure_window: int = Field(
@@ -43,14 +54,15 @@ class AuthSettings(ServiceSettings):
     login_failures_per_address: int = Field(
         50, gt=0, validation_alias=env("LOGIN_FAILURES_PER_ADDRESS", "login_failures_per_address")
     )
-    trusted_proxies: str = Field(
-        DEFAULT_TRUSTED_PROXIES, validation_alias=env("TRUSTED_PROXIES", "trusted_proxies")
+    # Registrations (each an Argon2 hash) allowed per client address within the window (s).
+    registration_window: int = Field(
+        3600, gt=0, validation_alias=env("REGISTRATION_WINDOW", "registration_window")
     )
-    # How long answers of the tenants service are reused, and how long to wait for one.
-    # At most a minute: a deleted tenant's users must not log in or refresh for longer.
-    tenant_cache_seconds: float = Field(
-        30.0, ge=0, le=60, validation_alias=env("TENANT_CACHE_SECONDS", "tenant_cache_seconds")
+    registrations_per_address: int = Field(
+        20, gt=0, validation_alias=env("REGISTRATIONS_PER_ADDRESS", "registrations_per_address")
     )
+    # How long to wait for the tenants service (asked, uncached, at registration, login and
+    # refresh: a deleted tenant's users are refused at once).
     tenants_timeout: float = Field(
         2.0, gt=0, validation_alias=env("TENANTS_TIMEOUT", "tenants_timeout")
     )
@@ -78,14 +90,6 @@ class AuthSettings(ServiceSettings):
             # The settings are frozen; filling a derived default once, at validation, is fine.
             object.__setattr__(self, "database_url", self.sqlite_url("auth"))
         return self
-
-    @property
-    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [
-            ipaddress.ip_network(part.strip(), strict=False)
-            for part in self.trusted_proxies.split(",")
-            if part.strip()
-        ]
 
 
 @lru_cache

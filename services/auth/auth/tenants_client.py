@@ -1,12 +1,13 @@
 """The tenants service as auth sees it: resolve a tenant by schema_name or domain.
 
-Answers (found or not) are cached for ``tenant_cache_seconds``. An unreachable or failing
-tenants service is a 503 for the caller, never "active" and never "unknown".
+Auth asks the registry only at registration, login and refresh, and each of these must see a
+deleted tenant at once (DESIGN section 3): nothing is cached. An unreachable or failing
+tenants service is a 503 for the caller, never "active" and never "unknown". Every call
+carries ``X-Internal-Token`` (``DENTIAPRO_INTERNAL_TOKEN``): the registry's ``/internal/``
+paths are for the services only.
 """
 
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,62 +31,37 @@ class Tenant:
 
 
 class TenantsClient:
-    def __init__(
-        self,
-        http: httpx.Client,
-        base_url: str,
-        *,
-        default_tenant: str,
-        cache_seconds: float,
-        internal_token: str | None = None,
-    ) -> None:
+    def __init__(self, http: httpx.AsyncClient, base_url: str, *, default_tenant: str) -> None:
+        """``http`` carries the timeout and the internal token's header."""
         self._http = http
-        # The shared secret /internal/ requires (X-Internal-Token).
-        self._headers = {"X-Internal-Token": internal_token} if internal_token else {}
         self.default_tenant = default_tenant
         self._url = f"{base_url.rstrip('/')}/internal/tenants/resolve/"
-        self._cache_seconds = cache_seconds
-        self._cache: dict[tuple[Lookup, str], tuple[float, Tenant | None]] = {}
-        self._lock = threading.Lock()
 
-    def is_active(self, schema_name: str) -> bool:
+    async def is_active(self, schema_name: str) -> bool:
         """Whether users of ``schema_name`` may sign in. The default tenant always exists and
         cannot be deleted, so it needs no round trip (superusers sign in with it)."""
         if schema_name == self.default_tenant:
             return True
-        tenant = self.by_schema_name(schema_name)
+        tenant = await self.by_schema_name(schema_name)
         return tenant is not None and tenant.is_active
 
-    def by_schema_name(self, schema_name: str) -> Tenant | None:
-        return self._resolve("schema_name", schema_name)
+    async def by_schema_name(self, schema_name: str) -> Tenant | None:
+        return await self._resolve("schema_name", schema_name)
 
-    def by_domain(self, domain: str) -> Tenant | None:
-        return self._resolve("domain", domain.lower())
+    async def by_domain(self, domain: str) -> Tenant | None:
+        return await self._resolve("domain", domain.lower())
 
-    def _resolve(self, lookup: Lookup, value: str) -> Tenant | None:
-        key = (lookup, value)
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        tenant = self._fetch(lookup, value)
-        if self._cache_seconds > 0:
-            with self._lock:
-                if len(self._cache) > 10_000:  # bounded: hostile Host headers cannot grow it
-                    self._cache.clear()
-                self._cache[key] = (now + self._cache_seconds, tenant)
-        return tenant
-
-    def _fetch(self, lookup: Lookup, value: str) -> Tenant | None:
+    async def _resolve(self, lookup: Lookup, value: str) -> Tenant | None:
         try:
-            response = self._http.get(self._url, params={lookup: value}, headers=self._headers)
+            response = await self._http.get(self._url, params={lookup: value})
         except httpx.HTTPError as exc:
             log.warning("tenants service unreachable: %s", type(exc).__name__)
             raise ServiceUnavailable(UNAVAILABLE) from exc
         if response.status_code == 404:
             return None
         if response.status_code != 200:
+            # 401/403 too: a missing or wrong internal token is a configuration error, and
+            # guessing "unknown tenant" would turn it into a misleading 400.
             log.warning("tenants service answered %s", response.status_code)
             raise ServiceUnavailable(UNAVAILABLE)
         try:

@@ -1,8 +1,7 @@
-"""Signing keys, token minting and the JWKS.
+"""A signing key: token minting and what the JWKS publishes about it.
 
-The private key comes from ``JWT_PRIVATE_KEY`` (PEM) or the file ``JWT_PRIVATE_KEY_FILE``
-names; without either, one is generated once and kept in the auth database (``crud``), so
-every replica signs with the same key. The ``kid`` is the key's RFC 7638 thumbprint.
+Ed25519 (``alg: EdDSA``); the ``kid`` is the key's RFC 7638 thumbprint. Where the private key
+comes from, and which public keys are published, is ``auth.keys``.
 """
 
 import base64
@@ -11,16 +10,15 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import jwt
-from common.tokens import TokenVerifier
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auth.metrics import TOKENS_ISSUED
 from auth.models import User
-from auth.settings import AuthSettings
 
 ALGORITHM = "EdDSA"
 
@@ -44,15 +42,6 @@ def load_private_key(pem: str) -> Ed25519PrivateKey:
     return key
 
 
-def configured_private_pem(settings: AuthSettings) -> str | None:
-    """The PEM the environment provides, if any (the variable wins over the file)."""
-    if settings.jwt_private_key is not None and settings.jwt_private_key.get_secret_value():
-        return settings.jwt_private_key.get_secret_value()
-    if settings.jwt_private_key_file is not None:
-        return settings.jwt_private_key_file.read_text(encoding="ascii")
-    return None
-
-
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -68,25 +57,23 @@ class Signer:
     def from_pem(cls, pem: str, *, issuer: str) -> "Signer":
         return cls(load_private_key(pem), issuer)
 
-    @property
+    @cached_property
     def public_jwk(self) -> dict[str, str]:
         raw = self.private_key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
         return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
 
-    @property
+    @cached_property
     def kid(self) -> str:
         # RFC 7638: SHA-256 over the required members, sorted, without whitespace.
         canonical = json.dumps(self.public_jwk, sort_keys=True, separators=(",", ":"))
         return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
 
-    def jwks(self) -> dict[str, Any]:
-        return {"keys": [{**self.public_jwk, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}]}
-
-    def verifier(self) -> TokenVerifier:
-        """Verifies tokens with our own public key; no HTTP round trip to ourselves."""
-        return TokenVerifier.from_jwks(self.jwks(), issuer=self.issuer)
+    @property
+    def jwk(self) -> dict[str, str]:
+        """The public key as the JWKS lists it."""
+        return {**self.public_jwk, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
 
     def mint(self, user: User, *, token_type: str, lifetime: int) -> tuple[str, dict[str, Any]]:
         """A signed token for ``user`` and its claims."""

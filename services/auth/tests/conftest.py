@@ -7,7 +7,6 @@ starts the real tenants service as a subprocess wired to that auth server.
 
 import importlib.util
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -20,19 +19,19 @@ from typing import Any
 
 import httpx
 import pytest
-from auth import crud
+from argon2 import PasswordHasher
 from auth.db import create_engine, upgrade
 from auth.main import create_app
 from auth.models import Role, User
-from auth.passwords import PasswordHasher
 from auth.settings import AuthSettings
+from common.db import utcnow
 from common.pytest_plugin import DatabaseUrlFactory
 from common.testing import free_port, serve
 from sqlmodel import Session
 
-# The shared secret of /internal/ between this auth and the tenants service under test.
-INTERNAL_TOKEN = secrets.token_urlsafe(24)
 ADMIN_USERNAME = "platform-root"
+# What the tests' tenants service expects in X-Internal-Token (DENTIAPRO_INTERNAL_TOKEN).
+INTERNAL_TOKEN = "auth-tests-internal-token"
 ADMIN_PASSWORD = "root-test-password-1"
 GOOD_PASSWORD = "correct-Horse-battery-9"
 # Cheap Argon2 parameters keep the suite fast; one test measures the real cost.
@@ -77,7 +76,8 @@ def auth_settings(
             "admin_password": ADMIN_PASSWORD,
             "tenants_url": f"http://127.0.0.1:{closed_port}",
             "tenants_timeout": 1.0,
-            "internal_token": INTERNAL_TOKEN,
+            # Every test registers from 127.0.0.1; the throttle's own tests lower it.
+            "registrations_per_address": 10_000,
             "log_level": "WARNING",
             **FAST_ARGON2,
         }
@@ -128,7 +128,7 @@ def make_user(db: Session) -> Callable[..., User]:
         is_active: bool = True,
         password: str = GOOD_PASSWORD,
     ) -> User:
-        now = crud.utcnow()
+        now = utcnow()
         user = User(
             username=username,
             username_key=username.casefold(),
@@ -160,6 +160,7 @@ def register() -> Callable[..., httpx.Response]:
         email: str | None = None,
         tenant: str | None = "public",
         headers: dict[str, str] | None = None,
+        invitation: str | None = None,
     ) -> httpx.Response:
         all_headers = dict(headers or {})
         if tenant is not None:
@@ -169,7 +170,53 @@ def register() -> Callable[..., httpx.Response]:
             "password": password,
             "email": email or f"{username}@example.com",
         }
+        if invitation is not None:
+            body["invitation"] = invitation
         return client.post("/api/auth/register/", json=body, headers=all_headers)
+
+    return post
+
+
+@pytest.fixture
+def invite() -> Callable[..., str]:
+    """Invite through the API as the platform superuser (or as ``headers`` say); the token."""
+
+    def post(
+        client: httpx.Client,
+        email: str,
+        *,
+        tenant: str = "public",
+        role: str = "staff",
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        if headers is None:
+            tokens = client.post(
+                "/api/auth/login/", json={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}
+            ).json()
+            headers = bearer(tokens["access"])
+        body = {"email": email, "role": role, "tenant": tenant}
+        response = client.post("/api/auth/invitations/", json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        token: str = response.json()["token"]
+        return token
+
+    return post
+
+
+@pytest.fixture
+def join(
+    register: Callable[..., httpx.Response], invite: Callable[..., str]
+) -> Callable[..., httpx.Response]:
+    """Register an active member of ``tenant`` with ``role``, invited by the superuser."""
+
+    def post(
+        client: httpx.Client, username: str, *, tenant: str = "public", role: str = "staff"
+    ) -> httpx.Response:
+        email = f"{username}@example.com"
+        token = invite(client, email, tenant=tenant, role=role)
+        response = register(client, username, email=email, tenant=None, invitation=token)
+        assert response.status_code == 201, response.text
+        return response
 
     return post
 
@@ -325,11 +372,11 @@ def tenants_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenan
 
 @pytest.fixture
 def tenants(start_auth: StartAuth, tenants_registry: TenantsService) -> Callable[..., Tenancy]:
-    """Start an auth server that resolves tenants through the tenants service. Its answers
-    are not cached unless the test asks (``tenant_cache_seconds``)."""
+    """Start an auth server that resolves tenants through the tenants service, presenting the
+    internal token it expects (unless the test says otherwise)."""
 
     def start(**auth_overrides: Any) -> Tenancy:
-        overrides = {"tenant_cache_seconds": 0, **auth_overrides}
+        overrides = {"internal_token": INTERNAL_TOKEN, **auth_overrides}
         return Tenancy(start_auth(tenants_url=tenants_registry.url, **overrides), tenants_registry)
 
     return start

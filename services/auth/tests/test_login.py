@@ -192,6 +192,8 @@ def test_a_login_burst_hashes_at_most_max_concurrent_at_once(
         argon2_memory_cost=memory_mib * 1024,
         argon2_parallelism=1,
         argon2_max_concurrent=1,
+        # Attempts in flight count against the limit: twelve at once must all be judged.
+        login_failures_per_username=20,
     )
     make_user("burst")  # hashed cheaply; the login verifies, then rehashes at the real cost
     assert _login(client, "burst", password).status_code == 200
@@ -208,12 +210,10 @@ def test_a_login_burst_hashes_at_most_max_concurrent_at_once(
 
 
 def test_passwords_are_stored_as_argon2id_and_rehashed_when_the_cost_changes(
-    start_auth: StartAuth, db: Session, password: str
+    start_auth: StartAuth, db: Session, password: str, join: Callable[..., httpx.Response]
 ) -> None:
     cheap = start_auth()
-    cheap.post("/api/auth/register/", json={
-        "username": "rae", "password": password, "email": "rae@example.com"
-    }, headers={"X-Tenant": "public"})  # fmt: skip
+    join(cheap, "rae")  # registered with an invitation: active at once
     stored = db.exec(select(User.password_hash).where(User.username == "rae")).one()
     assert stored.startswith("$argon2id$")
     assert "m=1024,t=1,p=1" in stored
@@ -307,6 +307,55 @@ def test_failures_from_one_address_are_limited_across_usernames(
     assert blocked.status_code == 429
     assert "Retry-After" in blocked.headers
     assert elsewhere.status_code == 200
+
+
+def test_a_client_written_forwarded_for_entry_does_not_escape_the_address_limit(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    """The gateway (loopback here) appends the address it saw; anything to its left is the
+    client's own writing and changes nothing."""
+    client = start_auth(login_failures_per_address=3, login_failures_per_username=100)
+    make_user("nina")
+    for index in range(3):
+        spoofed = {"X-Forwarded-For": f"192.0.2.{index}, 203.0.113.7"}
+        assert _login(client, f"guess{index}", "x-password", headers=spoofed).status_code == 401
+
+    blocked = _login(
+        client, "nina", password, headers={"X-Forwarded-For": "192.0.2.99, 203.0.113.7"}
+    )
+
+    assert blocked.status_code == 429
+
+
+def test_an_ipv6_client_is_limited_by_its_64(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    client = start_auth(login_failures_per_address=3, login_failures_per_username=100)
+    make_user("ines")
+    for index in range(3):
+        hop = {"X-Forwarded-For": f"2001:db8:5:6::{index + 1:x}"}
+        assert _login(client, f"guess{index}", "x-password", headers=hop).status_code == 401
+
+    same_64 = _login(client, "ines", password, headers={"X-Forwarded-For": "2001:db8:5:6:ffff::1"})
+    next_64 = _login(client, "ines", password, headers={"X-Forwarded-For": "2001:db8:5:7::1"})
+
+    assert same_64.status_code == 429
+    assert next_64.status_code == 200
+
+
+def test_forwarded_for_is_ignored_from_a_peer_that_is_no_trusted_proxy(
+    start_auth: StartAuth, make_user: MakeUser, password: str
+) -> None:
+    # Auth reached directly, not through the gateway: its peer is the client.
+    client = start_auth(
+        login_failures_per_address=3, login_failures_per_username=100, trusted_proxies="10.9.9.9"
+    )
+    make_user("omid")
+    for index in range(3):
+        hop = {"X-Forwarded-For": f"198.51.100.{index}"}
+        assert _login(client, f"guess{index}", "x-password", headers=hop).status_code == 401
+
+    assert _login(client, "omid", password).status_code == 429
 
 
 def test_a_parallel_burst_gets_no_more_password_checks_than_the_limit(

@@ -1,5 +1,8 @@
 """Start-up: migrations, the platform superuser, settings from the environment, health."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +12,7 @@ from auth.db import create_engine, migrate
 from auth.models import Role, User
 from auth.settings import AuthSettings
 from common.pytest_plugin import drop_postgres_database
-from pydantic import ValidationError
+from common.testing import free_port
 from sqlalchemy import inspect, text
 from sqlmodel import Session, select
 
@@ -54,18 +57,47 @@ def test_restart_with_a_new_password_updates_the_superuser(
     assert len(db.exec(select(User).where(User.username == username)).all()) == 1
 
 
-def test_an_existing_account_named_as_admin_is_made_superuser(
-    start_auth: StartAuth, make_user: MakeUser, login: Login
+def test_an_existing_account_named_as_admin_is_never_promoted_start_up_fails(
+    auth_settings: Callable[..., AuthSettings],
+    auth_database_url: str,
+    make_user: MakeUser,
+    db: Session,
+    tmp_path: Path,
 ) -> None:
-    make_user("boss", tenant="clinic_z", role=Role.STAFF, is_active=False)
+    """Whoever registered the name first would get a superuser at its next refresh."""
+    boss = make_user("boss", tenant="clinic_z", role=Role.STAFF, is_active=True)
+    environment = {
+        **os.environ,
+        "AUTH_DATABASE_URL": auth_database_url,
+        "DENTIAPRO_DATA_DIR": str(tmp_path),
+        "DENTIAPRO_ADMIN_USERNAME": "BOSS",
+        "DENTIAPRO_ADMIN_PASSWORD": "boss-password-42",
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_COST": "1024",
+    }
+    command = [sys.executable, "-m", "uvicorn", "auth.main:create_app", "--factory"]
 
-    client = start_auth(admin_username="BOSS", admin_password="boss-password-42")
+    started = subprocess.run(
+        [*command, "--port", str(free_port())],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
-    me = _me(client, login(client, "boss", "boss-password-42")["access"])
-    assert me["is_superuser"] is True
-    assert me["is_active"] is True
-    assert me["tenant"] == "public"
-    assert me["role"] == "admin"
+    assert started.returncode != 0
+    assert (
+        'DENTIAPRO_ADMIN_USERNAME "boss" names an existing account that is not a superuser'
+        in started.stderr
+    ), started.stderr
+    db.expire_all()
+    unchanged = db.get(User, boss.id)
+    assert unchanged is not None
+    assert (unchanged.is_superuser, unchanged.tenant, unchanged.role) == (
+        False,
+        "clinic_z",
+        "staff",
+    )
 
 
 def test_no_superuser_without_both_variables(
@@ -87,7 +119,10 @@ def test_migrate_creates_the_tables_and_is_idempotent(
     engine = create_engine(settings)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert {"user", "refresh_token", "signing_key", "login_failure", "alembic_version"} <= tables
+    assert {
+        "user", "invitation", "refresh_token", "published_key", "login_failure",
+        "registration_attempt", "alembic_version",
+    } <= tables  # fmt: skip
 
 
 def test_a_database_migrated_by_a_newer_release_is_used_as_it_is(
@@ -150,6 +185,11 @@ def test_settings_come_from_the_documented_environment_names(
         "TENANTS_URL": "http://tenants.internal:8003",
         "DENTIAPRO_DEFAULT_TENANT": "main",
         "LOGIN_FAILURES_PER_USERNAME": "5",
+        "JWT_GENERATE_KEY": "false",
+        "JWT_KEY_RELOAD_INTERVAL": "30",
+        "INVITATION_LIFETIME": "3600",
+        "REGISTRATIONS_PER_ADDRESS": "7",
+        "REGISTRATION_WINDOW": "600",
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -170,21 +210,13 @@ def test_settings_come_from_the_documented_environment_names(
     assert settings.login_failures_per_username == 5
     assert settings.login_failure_window == 300
     assert settings.login_failures_per_address == 50
+    assert settings.jwt_generate_key is False
+    assert settings.jwt_key_reload_interval == 30
+    assert settings.invitation_lifetime == 3600
+    assert (settings.registrations_per_address, settings.registration_window) == (7, 600)
 
     monkeypatch.setenv("AUTH_DATABASE_URL", "postgresql+psycopg2://db/auth")
     assert AuthSettings().database_url == "postgresql+psycopg2://db/auth"
-
-
-def test_tenant_answers_cannot_be_trusted_for_more_than_a_minute(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    # DESIGN: a deleted tenant's users stop logging in within one minute.
-    monkeypatch.setenv("DENTIAPRO_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("TENANT_CACHE_SECONDS", "61")
-    with pytest.raises(ValidationError, match=r"TENANT_CACHE_SECONDS|tenant_cache_seconds"):
-        AuthSettings()
-    monkeypatch.setenv("TENANT_CACHE_SECONDS", "60")
-    assert AuthSettings().tenant_cache_seconds == 60
 
 
 def test_a_lost_database_is_a_503_never_a_500(

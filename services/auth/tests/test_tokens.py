@@ -1,22 +1,13 @@
-"""Refresh rotation and reuse detection, logout, the JWKS and the signing key."""
+"""Refresh rotation and reuse detection, logout."""
 
-import base64
-import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import jwt
-from auth import crud
-from auth.db import create_engine
 from auth.models import Role, User
-from auth.settings import AuthSettings
 from common.testing import TestSigner
-from common.tokens import TokenVerifier, http_jwks_source
-from sqlmodel import Session
 
 StartAuth = Callable[..., httpx.Client]
 MakeUser = Callable[..., User]
@@ -120,6 +111,54 @@ def test_concurrent_uses_of_one_refresh_token_succeed_at_most_once(
 
     assert statuses.count(200) <= 1
     assert statuses.count(401) >= 2
+
+
+def _at_once(*calls: Callable[[httpx.Client], httpx.Response], base_url: str) -> list[int]:
+    """Run ``calls`` from parallel threads released together; their status codes, in order."""
+    barrier = threading.Barrier(len(calls))
+    statuses: list[int] = [0] * len(calls)
+
+    def run(index: int) -> None:
+        with httpx.Client(base_url=base_url, timeout=30) as own:
+            barrier.wait()
+            statuses[index] = calls[index](own).status_code
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_a_family_revocation_racing_a_refresh_also_revokes_the_token_it_issues(
+    client: httpx.Client, make_user: MakeUser, login: Login
+) -> None:
+    """Logout (or a replayed token) revokes the family while a refresh of the same family is
+    rotating: whichever wins, no refresh token of that family may work afterwards. Marking
+    the old token used and recording the new one in two transactions let the new one escape
+    a revocation that landed in between."""
+    make_user("race")
+    escaped = 0
+    for _ in range(40):
+        token = login(client, "race")["refresh"]
+        issued: list[str] = []
+
+        def rotate(
+            own: httpx.Client, token: str = token, issued: list[str] = issued
+        ) -> httpx.Response:
+            response = _refresh(own, token)
+            if response.status_code == 200:
+                issued.append(response.json()["refresh"])
+            return response
+
+        def revoke(own: httpx.Client, token: str = token) -> httpx.Response:
+            return _logout(own, token)
+
+        _at_once(rotate, revoke, revoke, base_url=str(client.base_url))
+
+        escaped += sum(_refresh(client, new).status_code == 200 for new in issued)
+    assert escaped == 0, f"{escaped} refresh tokens escaped their family's revocation"
 
 
 def test_refresh_refuses_an_access_token(
@@ -262,101 +301,3 @@ def test_logout_without_the_field_is_a_400(client: httpx.Client) -> None:
 
     assert response.status_code == 400
     assert response.json() == {"refresh": ["This field is required."]}
-
-
-# ---- JWKS and the signing key -------------------------------------------------------------
-
-
-def _thumbprint(jwk: dict[str, str]) -> str:
-    members = {name: jwk[name] for name in ("crv", "kty", "x")}
-    canonical = json.dumps(members, sort_keys=True, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
-
-
-def test_jwks_serves_only_the_public_ed25519_key(client: httpx.Client) -> None:
-    response = client.get("/api/auth/jwks/")
-
-    assert response.status_code == 200
-    keys = response.json()["keys"]
-    assert len(keys) == 1
-    assert set(keys[0]) == {"kty", "crv", "x", "kid", "alg", "use"}
-    assert keys[0]["kty"] == "OKP"
-    assert keys[0]["crv"] == "Ed25519"
-    assert keys[0]["alg"] == "EdDSA"
-    assert keys[0]["use"] == "sig"
-    assert keys[0]["kid"] == _thumbprint(keys[0])
-    assert response.headers["Cache-Control"] == "public, max-age=300"
-
-
-def test_tokens_verify_with_the_shared_verifier_reading_the_jwks_over_http(
-    client: httpx.Client, make_user: MakeUser, login: Login
-) -> None:
-    make_user("ola")
-    access = login(client, "ola")["access"]
-    verifier = TokenVerifier(
-        http_jwks_source(str(client.base_url.join("/api/auth/jwks/"))), issuer="dentiapro-auth"
-    )
-
-    assert verifier.verify(access)["username"] == "ola"
-
-
-def test_generated_signing_key_survives_a_restart(
-    start_auth: StartAuth, make_user: MakeUser, login: Login
-) -> None:
-    first = start_auth()
-    make_user("pam")
-    access = login(first, "pam")["access"]
-
-    second = start_auth()
-
-    assert second.get("/api/auth/jwks/").json() == first.get("/api/auth/jwks/").json()
-    me = second.get("/api/auth/me/", headers={"Authorization": f"Bearer {access}"})
-    assert me.status_code == 200
-
-
-def test_replicas_racing_to_create_the_signing_key_agree(
-    auth_settings: Callable[..., AuthSettings], db: Session
-) -> None:
-    barrier = threading.Barrier(3)
-    pems: list[str] = []
-
-    def create() -> None:
-        engine = create_engine(auth_settings())
-        with Session(engine) as session:
-            barrier.wait()
-            pems.append(crud.get_or_create_signing_pem(session=session))
-        engine.dispose()
-
-    threads = [threading.Thread(target=create) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert len(pems) == 3
-    assert len(set(pems)) == 1
-
-
-def test_signing_key_is_read_from_the_file_jwt_private_key_file_names(
-    start_auth: StartAuth, tmp_path: Path, make_user: MakeUser, login: Login
-) -> None:
-    signer = TestSigner()
-    key_file = tmp_path / "jwt.pem"
-    key_file.write_bytes(signer.private_pem)
-    client = start_auth(jwt_private_key_file=key_file)
-    make_user("quinn")
-
-    access = login(client, "quinn")["access"]
-
-    assert client.get("/api/auth/jwks/").json()["keys"][0]["x"] == signer.jwks["keys"][0]["x"]
-    public_key = signer.private_key.public_key()
-    assert jwt.decode(access, public_key, algorithms=["EdDSA"])["username"] == "quinn"
-
-
-def test_signing_key_from_jwt_private_key_even_on_one_line(start_auth: StartAuth) -> None:
-    signer = TestSigner()
-    one_line = signer.private_pem.decode().strip().replace("\n", "\\n")
-
-    client = start_auth(jwt_private_key=one_line)
-
-    assert client.get("/api/auth/jwks/").json()["keys"][0]["x"] == signer.jwks["keys"][0]["x"]

@@ -2,6 +2,6 @@
 
 from fastapi import APIRouter
 
-from auth.api.routes import tokens, users
+from auth.api.routes import invitations, tokens, users
 
-routers: list[APIRouter] = [tokens.router, users.router]
+routers: list[APIRouter] = [tokens.router, users.router, invitations.router]

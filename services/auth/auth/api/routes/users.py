@@ -1,16 +1,14 @@
 """The caller's account and user administration (tenant admins: their tenant; superusers: all)."""
 
-from typing import Annotated
-
-from common.db import SyncSessionDep
+from common.db import SessionDep
 from common.errors import NotFound
-from common.listing import ListFiltersDep
-from common.pagination import Page, PageDep
+from common.listing import ListQueryDep, PageResult
+from common.pagination import Page
 from common.tokens import get_principal
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from auth import crud
-from auth.api.deps import AdminUser, CurrentUser
+from auth.api.deps import AdminUser, CurrentUser, RecordId, TenantFilter
 from auth.models import User, UserDetail, UserUpdate
 
 # Authentication at router level: every route added here needs a valid access token.
@@ -18,43 +16,39 @@ router = APIRouter(prefix="/api/auth", tags=["users"], dependencies=[Depends(get
 
 
 @router.get("/me/", response_model=UserDetail)
-def get_me(user: CurrentUser) -> User:
+async def get_me(user: CurrentUser) -> User:
     """The account the access token belongs to."""
     return user
 
 
 @router.get("/users/", response_model=Page[UserDetail])
-def list_users(
-    session: SyncSessionDep,
+async def list_users(
+    session: SessionDep,
     admin: AdminUser,
-    page: PageDep,
-    filters: ListFiltersDep,
-    tenant: Annotated[str | None, Query(description="schema_name (superusers only)")] = None,
-) -> Page[UserDetail]:
+    query: ListQueryDep,
+    tenant: TenantFilter,
+) -> PageResult:
     """Users of the caller's tenant; a superuser sees every tenant's, or one's with ``?tenant=``.
 
     ``?search=`` looks in username and email.
     """
     if admin.is_superuser:
-        scope = crud.UserScope(tenant=(tenant or "").strip() or None, include_superusers=True)
+        scope = crud.UserScope(tenant=tenant, include_superusers=True)
     else:
         scope = crud.UserScope(tenant=admin.tenant, include_superusers=False)
-    count = crud.count_users(session=session, scope=scope, filters=filters)
-    number = page.number(count)
-    users = crud.list_users(
-        session=session, scope=scope, filters=filters, offset=page.offset(number), limit=page.size
-    )
-    return page.envelope(number, count, [UserDetail.model_validate(user) for user in users])
+    return await crud.list_users(session=session, scope=scope, query=query)
 
 
 @router.patch("/users/{user_id}/", response_model=UserDetail)
-def update_user(user_id: int, data: UserUpdate, session: SyncSessionDep, admin: AdminUser) -> User:
+async def update_user(
+    user_id: RecordId, data: UserUpdate, session: SessionDep, admin: AdminUser
+) -> User:
     """Activate or deactivate a user, or change its role (admin | staff)."""
-    user = crud.get_user(session=session, user_id=user_id)
+    user = await crud.get_user(session=session, user_id=user_id)
     # Another tenant's user, or a superuser, is invisible to a tenant admin: 404, as if absent.
     hidden = user is None or (
         not admin.is_superuser and (user.tenant != admin.tenant or user.is_superuser)
     )
     if user is None or hidden:
         raise NotFound()
-    return crud.update_user(session=session, user=user, data=data, actor=admin)
+    return await crud.update_user(session=session, user=user, data=data, actor=admin)
