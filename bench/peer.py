@@ -207,7 +207,7 @@ class Peer:
         return await seed.login(client, self.url, username, password)
 
     async def register(self, client: httpx.AsyncClient, username: str, password: str) -> None:
-        """The peer's one user, as DentiaPro's tenant gets its first user: register."""
+        """The peer's one user (the peer has no invitations: it registers)."""
         response = await client.post(
             f"{self.url}/api/auth/register/",
             json={"username": username, "password": password, "email": f"{username}@example.com"},

@@ -3,8 +3,8 @@
 GET by id, list and search, each alone, through the gateway. First in one tenant
 (``bench_scale``, provisioned through the API) holding ``--patients`` then
 ``--scaling-patients`` patients (added with SQL: fast); then with the token of one tenant and of
-all ``--tenants`` tenants (each created through the tenants API, its first user registered and
-logged in, its schema provisioned by its first clinic request, then 10 patients).
+all ``--tenants`` tenants (each created through the tenants API, its admin invited, registered
+and logged in, its schema provisioned by its first clinic request, then 10 patients).
 """
 
 import asyncio

@@ -1,7 +1,7 @@
 """Seed data for the benchmark, through the public API (and SQL for the large scaling tables).
 
 Everything a user could do goes through HTTP: tenants are created by the platform superuser,
-each tenant's first user registers (and so becomes its admin) and logs in, cabinets, patients
+each tenant's admin is invited by the superuser, registers with the invitation and logs in, cabinets, patients
 and consultations are POSTed through the gateway, many at once. Only the 100,000-patient table
 of the scaling run is filled with one ``INSERT ... SELECT generate_series`` into the tenant's
 schema, after the API provisioned that schema.
@@ -105,14 +105,26 @@ async def create_tenant(
 
 
 async def tenant_admin_token(
-    client: httpx.AsyncClient, auth_url: str, schema: str, password: str
+    client: httpx.AsyncClient, auth_url: str, superuser: str, schema: str, password: str
 ) -> str:
-    """Register the tenant's first user (its admin, active at once) and log it in."""
+    """Onboard the tenant's admin as an operator would: the superuser invites it, it registers
+    with the invitation (active, admin), then logs in."""
     username = f"{schema}_admin"
+    email = f"{username}@example.com"
+    invited = await client.post(
+        f"{auth_url}/api/auth/invitations/",
+        json={"email": email, "role": "admin", "tenant": schema},
+        headers={"Authorization": f"Bearer {superuser}"},
+    )
+    _expect(invited, 201)
     response = await client.post(
         f"{auth_url}/api/auth/register/",
-        json={"username": username, "password": password, "email": f"{username}@example.com"},
-        headers={"X-Tenant": schema},
+        json={
+            "username": username,
+            "password": password,
+            "email": email,
+            "invitation": invited.json()["token"],
+        },
     )
     _expect(response, 201)
     return await login(client, auth_url, username, password)

@@ -236,10 +236,9 @@ class System:
             "--port",
             str(asdict(self.ports)[name]),
             "--no-access-log",
-            # Traefik (on loopback) sets X-Forwarded-Proto/For; services build URLs from them.
-            "--proxy-headers",
-            "--forwarded-allow-ips",
-            "127.0.0.1",
+            # As in the images: the peer address stays the peer's; the services read
+            # X-Forwarded-* from the gateway's hop themselves (common.address, pagination links).
+            "--no-proxy-headers",
             "--loop",
             "uvloop",
             "--http",

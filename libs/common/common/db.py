@@ -15,7 +15,7 @@ not as a 500) and short connect/statement timeouts, so a hung server turns into 
 import logging
 import select
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,7 +32,6 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 log = logging.getLogger("dentiapro.db")
@@ -308,15 +307,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
-def get_sync_session(request: Request) -> Iterator[Session]:
-    """A synchronous session on ``app.state.engine`` (services not yet on the async path)."""
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
-        yield session
-
-
-SyncSessionDep = Annotated[Session, Depends(get_sync_session)]
 
 
 def migrations_dir(package_file: str) -> Path:

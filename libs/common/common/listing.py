@@ -84,50 +84,6 @@ def search_terms(search: str) -> list[str]:
     return search.replace("\x00", "").replace(",", " ").split()[:MAX_SEARCH_TERMS]
 
 
-async def list_filters(
-    search: Annotated[str, Query(description="Case-insensitive search terms.")] = "",
-    ordering: Annotated[str, Query(description="Comma-separated fields, `-` for descending.")] = "",
-    updated_after: Annotated[
-        str | None, Query(description="Only records updated at or after this ISO date-time.")
-    ] = None,
-) -> ListFilters:
-    """The dependency (no I/O: an ``async def`` runs inline, without a thread hand-off)."""
-    since = None
-    if updated_after is not None:
-        try:
-            since = utc_datetime(updated_after)
-        except ValueError:
-            raise ValidationFailed({"updated_after": INVALID_DATETIME}) from None
-    return ListFilters(search=search, ordering=ordering, updated_after=since)
-
-
-ListFiltersDep = Annotated[ListFilters, Depends(list_filters)]
-
-
-def order_by(
-    ordering: str, columns: Mapping[str, Sortable], tie_breaker: str = "id"
-) -> list[ColumnElement[Any]]:
-    """ORDER BY clauses for ``?ordering=``: the fields of ``columns`` in the order given
-    (unknown or repeated ones ignored), then ``columns[tie_breaker]`` unless already named, so
-    pages never overlap or skip; it takes the last field's direction to keep one index scan."""
-    clauses: list[ColumnElement[Any]] = []
-    seen: set[str] = set()
-    descending = False
-    for raw in ordering.split(","):
-        term = raw.strip()
-        name = term.removeprefix("-")
-        column = columns.get(name)
-        if column is None or name in seen:
-            continue
-        seen.add(name)
-        descending = term.startswith("-")
-        clauses.append(column.desc() if descending else column.asc())
-    if tie_breaker not in seen:
-        last = columns[tie_breaker]
-        clauses.append(last.desc() if descending else last.asc())
-    return clauses
-
-
 # --- the pipeline ---
 
 

@@ -10,7 +10,6 @@ It does, in order:
   a browser's or a proxy's cache);
 - requests in flight, the request count and latency by route *template*, and one JSON access line.
 
-A route that sets ``scope["state"]["access_log"] = False`` is not logged when it succeeds.
 Code that must know how a request ended (the clinic's audit trail) appends a callable to
 ``scope["state"]["response_hooks"]``: each is called with the response's status.
 """
@@ -22,7 +21,6 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.observability import (
-    ACCESS_LOG,
     HTTP_IN_FLIGHT,
     KNOWN_METHODS,
     OTHER_METHOD,
@@ -121,19 +119,18 @@ class ServiceMiddleware:
             count_request(label, route, status, elapsed)
             for hook in state.get(RESPONSE_HOOKS, ()):
                 hook(status)
-            if status >= 400 or state.get(ACCESS_LOG) is not False:
-                principal = state.get("principal")
-                access_log.write(
-                    request_id,
-                    {
-                        "method": label,
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "tenant": getattr(principal, "tenant", None),
-                        "user_id": getattr(principal, "user_id", None),
-                    },
-                )
+            principal = state.get("principal")
+            access_log.write(
+                request_id,
+                {
+                    "method": label,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "tenant": getattr(principal, "tenant", None),
+                    "user_id": getattr(principal, "user_id", None),
+                },
+            )
             request_id_var.reset(context_token)
 
 

@@ -176,10 +176,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-# A route that sets ``scope["state"]["access_log"] = False`` is not logged when it succeeds;
-# errors always are.
-ACCESS_LOG = "access_log"
-
 # Labelled children are looked up once per (method, route[, status]), not per request:
 # ``labels()`` validates and hashes its arguments under a lock every time. Both key sets are
 # bounded (route templates, methods, status codes), as the metrics' own series are.

@@ -5,16 +5,15 @@ the result is a 404 ``{"detail": "Invalid page."}``. ``?page_size=`` defaults to
 capped at 200; an unusable value falls back to the default, as DRF does. ``next``/``previous``
 are absolute URLs as the client sees them through the gateway (``X-Forwarded-*``).
 
-``page_request`` is an ``async def`` that does no I/O, so FastAPI runs it inline (no thread
-hand-off), and it parses the query string itself (no per-parameter validation).
+``common.listing.list_query`` parses ``?page=`` and ``?page_size=`` into a ``PageRequest``.
 """
 
 from dataclasses import dataclass
 from math import ceil
-from typing import Annotated, Generic, TypeVar
+from typing import Generic, TypeVar
 from urllib.parse import urlencode
 
-from fastapi import Depends, Query, Request
+from fastapi import Request
 from pydantic import BaseModel
 
 from common.errors import NotFound
@@ -124,25 +123,3 @@ def parse_page_size(raw: str | None) -> int:
     if text.isdecimal() and len(text) <= MAX_DIGITS and int(text) > 0:
         return min(int(text), MAX_PAGE_SIZE)
     return DEFAULT_PAGE_SIZE
-
-
-async def page_request(
-    request: Request,
-    page: Annotated[str, Query(description="Page number from 1, or `last`.")] = "1",
-    page_size: Annotated[
-        str | None, Query(description=f"Results per page (default {DEFAULT_PAGE_SIZE}).")
-    ] = None,
-) -> PageRequest:
-    """The dependency (no I/O: an ``async def`` runs inline, without a thread hand-off)."""
-    paging = PageRequest(
-        page=page.strip(),
-        size=parse_page_size(page_size),
-        base_url=f"{public_base_url(request)}{request.url.path}",
-        params=tuple((k, v) for k, v in request.query_params.multi_items() if k != "page"),
-    )
-    if paging.page != LAST_PAGE:
-        paging.requested  # noqa: B018 -- 404 for ?page=abc before the list's COUNT runs
-    return paging
-
-
-PageDep = Annotated[PageRequest, Depends(page_request)]

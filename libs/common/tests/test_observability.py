@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 import pytest
 from common.testing import TestSigner, serve
-from fastapi import APIRouter, Request, Response
 from prometheus_client.parser import text_string_to_metric_families
 
 AppFactory = Callable[..., Any]
@@ -81,38 +80,6 @@ def test_unhandled_error_logs_500_with_request_id(
     assert entry["status"] == 500
     assert entry["request_id"] == "boom-1"
     assert entry["route"] == "/api/errors/{kind}/"
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_a_quiet_route_logs_its_failures_but_not_its_successes(
-    make_app: AppFactory, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # The edge's granted ForwardAuth checks: the service behind logs that request itself.
-    router = APIRouter()
-
-    @router.get("/check/{outcome}/")
-    async def check(outcome: str, request: Request) -> Response:
-        request.state.access_log = False
-        return Response(status_code=200 if outcome == "ok" else 401)
-
-    with serve(make_app(routers=[router])) as url:
-        capsys.readouterr()
-        granted = httpx.get(f"{url}/check/ok/", headers={"X-Request-ID": "quiet-1"})
-        denied = httpx.get(f"{url}/check/no/", headers={"X-Request-ID": "quiet-2"})
-        [entry] = access_lines(capsys, 2)
-        counted = {
-            (sample.labels["route"], sample.labels["status"]): sample.value
-            for sample in samples(url)
-            if sample.name == "http_requests_total"
-        }
-    # Counted in the metrics all the same.
-    assert counted[("/check/{outcome}/", "200")] == 1
-    assert counted[("/check/{outcome}/", "401")] == 1
-    assert granted.status_code == 200
-    assert granted.headers["x-request-id"] == "quiet-1"
-    assert denied.status_code == 401
-    assert entry["request_id"] == "quiet-2"
-    assert entry["status"] == 401
 
 
 def samples(url: str) -> list[Any]:

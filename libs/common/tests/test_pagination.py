@@ -4,7 +4,8 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from common.pagination import Page, PageDep
+from common.listing import ListQueryDep
+from common.pagination import Page
 from common.testing import serve
 from fastapi import APIRouter, FastAPI
 
@@ -18,7 +19,8 @@ def counted(make_app: Callable[..., FastAPI]) -> Iterator[tuple[httpx.Client, li
     router = APIRouter()
 
     @router.get("/api/things/")
-    def things(page: PageDep) -> Page[int]:
+    def things(query: ListQueryDep) -> Page[int]:
+        page = query.page
         reached.append(page.page)
         number = page.number(COUNT)
         first = page.offset(number)

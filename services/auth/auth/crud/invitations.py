@@ -3,12 +3,11 @@ registration, listed while open, revoked."""
 
 import hashlib
 import secrets
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from common.db import utcnow
 from common.errors import ValidationFailed
-from common.listing import Listing, ListQuery, PageResult, fetch_page
+from common.listing import Listing, ListQuery, PageResult, SearchField, fetch_page
 from sqlalchemy import ColumnElement, Table, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -106,19 +105,19 @@ def _invitations_table() -> Table:
     return table
 
 
-def _search_invitations(terms: Sequence[str]) -> list[ColumnElement[bool]]:
-    return [
-        func.lower(col(Invitation.email)).contains(term.lower(), autoescape=True) for term in terms
-    ]
-
-
 INVITATION_COLUMNS = _invitations_table().c
 INVITATIONS = Listing(
     table=_invitations_table(),
     columns=[INVITATION_COLUMNS[name] for name in InvitationPublic.model_fields],
     ordering={name: INVITATION_COLUMNS[name] for name in InvitationPublic.model_fields},
-    search=_search_invitations,
+    search=[SearchField(func.lower(INVITATION_COLUMNS.email))],
     updated_at=INVITATION_COLUMNS.updated_at,
+    # Open: neither used nor revoked, and not expired at the time the list is asked for.
+    where=[INVITATION_COLUMNS.used_at.is_(None), INVITATION_COLUMNS.revoked_at.is_(None)],
+    filters={
+        "expires_after": lambda value: INVITATION_COLUMNS.expires_at > value,
+        "tenant": lambda value: INVITATION_COLUMNS.tenant == value,
+    },
 )
 
 
@@ -126,10 +125,10 @@ async def list_invitations(
     *, session: AsyncSession, tenant: str | None, query: ListQuery
 ) -> PageResult:
     """The open invitations of ``tenant`` (None: of every tenant)."""
-    where = _is_open(utcnow())
+    filters: dict[str, object] = {"expires_after": utcnow()}
     if tenant is not None:
-        where.append(col(Invitation.tenant) == tenant)
-    return await fetch_page(await session.connection(), INVITATIONS, query, where)
+        filters["tenant"] = tenant
+    return await fetch_page(session, INVITATIONS, query, filters)
 
 
 async def get_open_invitation(

@@ -1,14 +1,13 @@
 """Accounts: registration, authentication, the users list, administration, the superuser."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from common.db import utcnow
 from common.errors import ValidationFailed
-from common.listing import Listing, ListQuery, PageResult, fetch_page
-from sqlalchemy import ColumnElement, Table, func, or_
+from common.listing import Listing, ListQuery, PageResult, SearchField, fetch_page
+from sqlalchemy import Table, func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth.crud.invitations import INVITATION_USED, use_invitation
@@ -107,18 +106,6 @@ async def authenticate(
 # ---- the users list (common.listing's pipeline) ----------------------------------------
 
 
-def _search_users(terms: Sequence[str]) -> list[ColumnElement[bool]]:
-    # As DRF's SearchFilter: every term (split on spaces and commas) in username or email.
-    return [
-        or_(
-            # Normalised as stored usernames are (NFKC, case-folded).
-            col(User.username_key).contains(username_key(term), autoescape=True),
-            func.lower(col(User.email)).contains(term.lower(), autoescape=True),
-        )
-        for term in terms
-    ]
-
-
 def _users_table() -> Table:
     table: Table = User.__table__  # type: ignore[attr-defined]
     return table
@@ -134,8 +121,17 @@ USERS = Listing(
         **{name: USER_COLUMNS[name] for name in UserDetail.model_fields},
         "username": USER_COLUMNS.username_key,
     },
-    search=_search_users,
+    # As DRF's SearchFilter: every term in username or email; usernames are stored NFKC
+    # case-folded (username_key), so a term is folded the same way.
+    search=[
+        SearchField(USER_COLUMNS.username_key, prepare=username_key),
+        SearchField(func.lower(USER_COLUMNS.email)),
+    ],
     updated_at=USER_COLUMNS.updated_at,
+    filters={
+        "tenant": lambda value: USER_COLUMNS.tenant == value,
+        "is_superuser": lambda value: USER_COLUMNS.is_superuser == value,
+    },
 )
 
 
@@ -149,12 +145,12 @@ class UserScope:
 
 async def list_users(*, session: AsyncSession, scope: UserScope, query: ListQuery) -> PageResult:
     """A page of the users in ``scope`` matching the list parameters."""
-    where: list[ColumnElement[bool]] = []
+    filters: dict[str, object] = {}
     if scope.tenant is not None:
-        where.append(col(User.tenant) == scope.tenant)
+        filters["tenant"] = scope.tenant
     if not scope.include_superusers:
-        where.append(col(User.is_superuser).is_(False))
-    return await fetch_page(await session.connection(), USERS, query, where)
+        filters["is_superuser"] = False
+    return await fetch_page(session, USERS, query, filters)
 
 
 async def update_user(*, session: AsyncSession, user: User, data: UserUpdate, actor: User) -> User:
