@@ -92,7 +92,7 @@ registers with the invitation's token (every other route: README.md, "Using the 
     -H 'Content-Type: application/json' -d '{{"email": "{email}", "role": "admin", "tenant": "nantes"}}' \\
     | {json_field.format("token")})
   curl -s -X POST $GW/api/auth/register/ -H 'Content-Type: application/json' \\
-    -d "{{\\"username\\": \\"dr.nantes\\", \\"password\\": \\"Nantes-enamel-2026\\", \\"email\\": \\"{email}\\", \\"invitation\\": \\"$INVITATION\\"}}"
+    -d "{{\\"username\\": \\"dr.nantes\\", \\"password\\": \\"bicuspid-enamel-2026\\", \\"email\\": \\"{email}\\", \\"invitation\\": \\"$INVITATION\\"}}"
 Ctrl-C stops everything.
 """
 

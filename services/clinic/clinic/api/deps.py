@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Annotated, Any
 
+from common.address import ClientAddress
 from common.errors import NotFound, TokenInvalid, ValidationFailed
 from common.listing import utc_datetime
 from common.middleware import RESPONSE_HOOKS
@@ -57,14 +58,16 @@ RECORD_ACTIONS = {
 }
 
 
-async def request_audit(request: Request, principal: CurrentPrincipal) -> RequestAudit:
+async def request_audit(
+    request: Request, principal: CurrentPrincipal, client: ClientAddress
+) -> RequestAudit:
     """This request's audit: what it touched is recorded with the response's status, unless
     the change itself recorded it (clinic.audit). No I/O here."""
     actor = Actor(
         user_id=principal.user_id,
         username=principal.username,
         request_id=request.state.request_id,
-        client_ip=client_ip(request),
+        client_ip=client,
     )
     audit = RequestAudit(request.app.state.audit, principal.tenant, actor)
     request.scope["state"].setdefault(RESPONSE_HOOKS, []).append(audit.finish)
@@ -72,11 +75,6 @@ async def request_audit(request: Request, principal: CurrentPrincipal) -> Reques
 
 
 AuditDep = Annotated[RequestAudit, Depends(request_audit)]
-
-
-def client_ip(request: Request) -> str:
-    client = request.client
-    return client.host if client else "unknown"
 
 
 async def _load(
