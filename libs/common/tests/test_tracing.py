@@ -48,15 +48,19 @@ class Service:
                 command, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + 60  # a loaded machine (CI) starts Python slowly
-        while True:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.1)
+        try:
+            while True:
+                assert self.process.poll() is None, self.log.read_text()
+                try:
+                    if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, self.log.read_text()
+                time.sleep(0.1)
+        except BaseException:
+            self.__exit__()  # never leave a server behind
+            raise
 
     def __exit__(self, *_: object) -> None:
         assert self.process is not None
