@@ -109,10 +109,25 @@ def traefik_binary() -> str:
     return "traefik"
 
 
+def traces_endpoint(env: Mapping[str, str]) -> str | None:
+    """Where Traefik sends its spans (the full OTLP/HTTP URL), as the services read the same
+    ``OTEL_*`` variables (common.tracing); None when tracing is off."""
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if not base or env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    return env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip() or (
+        base.rstrip("/") + "/v1/traces"
+    )
+
+
 def render_traefik_config(
-    ports: Ports, destination: Path, dynamic_dir: Path = TRAEFIK_DIR / "dynamic"
+    ports: Ports,
+    destination: Path,
+    dynamic_dir: Path = TRAEFIK_DIR / "dynamic",
+    env: Mapping[str, str] = os.environ,
 ) -> Path:
-    """gateway/traefik/traefik.yml with this system's ports and the path of dynamic/.
+    """gateway/traefik/traefik.yml with this system's ports, the path of dynamic/, and tracing
+    to ``env``'s OTLP endpoint (without one, no tracing: its block is left out).
 
     Traefik reads static configuration from one source only and does not template it, so the
     committed file keeps the container defaults and every local run gets a rendered copy.
@@ -122,6 +137,11 @@ def render_traefik_config(
     config["entryPoints"]["traefik"]["address"] = f"127.0.0.1:{ports.traefik_api}"
     config["entryPoints"]["internal"]["address"] = f"127.0.0.1:{ports.traefik_internal}"
     config["providers"]["file"]["directory"] = str(dynamic_dir)
+    endpoint = traces_endpoint(env)
+    if endpoint is None:
+        config.pop("tracing", None)
+    else:
+        config["tracing"]["otlp"]["http"]["endpoint"] = endpoint
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_text(yaml.safe_dump(config, sort_keys=False))
     return destination
@@ -222,7 +242,7 @@ class System:
     def command(self, name: str) -> list[str]:
         if name == "traefik":
             config = render_traefik_config(
-                self.ports, self.state_dir / "traefik.yml", self.traefik_dynamic_dir
+                self.ports, self.state_dir / "traefik.yml", self.traefik_dynamic_dir, self.env
             )
             return [traefik_binary(), f"--configFile={config}"]
         return [

@@ -1,5 +1,6 @@
 """deploy/docker-compose.yml, checked by Compose v2 itself and against what it must guarantee."""
 
+import json
 import re
 import subprocess
 import time
@@ -61,6 +62,7 @@ def test_every_service_is_there(compose_config: Json) -> None:
         "postgres",
         "prometheus",
         "grafana",
+        "jaeger",
     }
 
 
@@ -278,3 +280,41 @@ def test_compose_refuses_to_start_without_the_internal_token(
     result = run_compose("config", "-q", env_file=env_file)
     assert result.returncode != 0
     assert f"set {INTERNAL_TOKEN} in .env" in result.stderr
+
+
+# ------------------------------------------------------------------------------- tracing
+
+JAEGER_OTLP = "http://jaeger:4318"
+
+
+def test_traefik_and_every_app_service_send_their_traces_to_jaeger(compose_config: Json) -> None:
+    """DESIGN.md s.6: OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on in the edge and the services;
+    Traefik's static configuration (the file compose mounts) exports to the same receiver."""
+    services = compose_config["services"]
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == JAEGER_OTLP, name
+    # The one-shot migrations have no requests to trace.
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in services["migrate"]["environment"]
+    static = yaml.safe_load((ROOT / "gateway" / "traefik" / "traefik.yml").read_text())
+    assert static["tracing"]["otlp"]["http"]["endpoint"] == f"{JAEGER_OTLP}/v1/traces"
+    # Jaeger's OTLP/HTTP receiver listens on the compose network, not only its own loopback.
+    jaeger = services["jaeger"]
+    assert jaeger["image"].startswith("jaegertracing/jaeger:2.")
+    assert "--set=receivers.otlp.protocols.http.endpoint=0.0.0.0:4318" in jaeger["command"]
+
+
+def test_jaeger_ui_is_published_on_loopback(compose_config: Json) -> None:
+    (port,) = compose_config["services"]["jaeger"]["ports"]
+    assert (port["host_ip"], port["published"], port["target"]) == ("127.0.0.1", "16686", 16686)
+
+
+def test_an_empty_endpoint_in_env_turns_the_services_tracing_off(
+    run_compose: RunCompose, compose_env_file: Path, tmp_path: Path
+) -> None:
+    env_file = tmp_path / "no-tracing.env"
+    env_file.write_text(compose_env_file.read_text() + "OTEL_EXPORTER_OTLP_ENDPOINT=\n")
+    result = run_compose("config", "--format", "json", env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    for name in APP_SERVICES:
+        assert services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "", name

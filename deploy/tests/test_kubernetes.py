@@ -525,3 +525,81 @@ def test_gateway_settings_are_set_in_the_overlay(
     for kind, name in (("Middleware", "auth-rate-limit"), ("ServersTransport", "upstream")):
         before, after = by_kind(production, kind)[name], by_kind(changed, kind)[name]
         assert before["spec"].keys() == after["spec"].keys()
+
+
+# ---------------------------------------------------------------------------------- tracing
+
+
+def _config(objects: list[Json]) -> Json:
+    (config,) = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("dentiapro-config")
+    ]
+    data: Json = config["data"]
+    return data
+
+
+def test_the_overlay_names_the_collector_address_and_leaves_tracing_off(
+    production: list[Json],
+    deploy_copy: Callable[[str], Path],
+    kustomize: Callable[[Path], list[Json]],
+) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT, empty (no tracing) until the operator sets it in the
+    overlay; it reaches every workload that serves requests through dentiapro-config."""
+    assert _config(production)["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+    for name in ("auth", "clinic", "tenants", "edge"):
+        (container,) = by_kind(production, "Deployment")[name]["spec"]["template"]["spec"][
+            "containers"
+        ]
+        sources = [source["configMapRef"]["name"] for source in container["envFrom"]]
+        assert any(source.startswith("dentiapro-config") for source in sources), name
+    overlay = "overlays/production"
+    copy = deploy_copy(overlay)
+    kustomization = copy / overlay / "kustomization.yaml"
+    collector = "http://otel-collector.monitoring:4318"
+    text = kustomization.read_text()
+    assert "- OTEL_EXPORTER_OTLP_ENDPOINT=\n" in text
+    kustomization.write_text(
+        text.replace(
+            "- OTEL_EXPORTER_OTLP_ENDPOINT=\n", f"- OTEL_EXPORTER_OTLP_ENDPOINT={collector}\n"
+        )
+    )
+    changed = _config(kustomize(copy / overlay))
+    assert changed["OTEL_EXPORTER_OTLP_ENDPOINT"] == collector
+    # The base's settings stay as they were (a merge, not a replacement).
+    assert changed == {**_config(production), "OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+
+
+def _documented_tracing_flags() -> list[str]:
+    text = (ROOT / "deploy" / "k8s" / "traefik-values.yaml").read_text()
+    return re.findall(r"^#\s+- (--tracing\.\S+)$", text, re.MULTILINE)
+
+
+def test_cluster_traefik_tracing_flags_are_the_gateways_tracing_settings() -> None:
+    static = yaml.safe_load((ROOT / "gateway" / "traefik" / "traefik.yml").read_text())
+    tracing = static["tracing"]
+    documented = dict(flag.removeprefix("--").split("=", 1) for flag in _documented_tracing_flags())
+    assert documented.pop("tracing.otlp.http.endpoint").endswith(":4318/v1/traces")
+    assert documented == {
+        "tracing.serviceName": tracing["serviceName"],
+        "tracing.sampleRate": str(tracing["sampleRate"]),
+        "tracing.capturedRequestHeaders": ",".join(tracing["capturedRequestHeaders"]),
+    }
+
+
+def test_cluster_traefik_accepts_the_tracing_flags(traefik_binary: Path, tmp_path: Path) -> None:
+    flags = _documented_tracing_flags()
+    assert flags
+    command = [str(traefik_binary), "--entryPoints.web.address=127.0.0.1:0", *flags]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        process.wait(timeout=1.5)  # a rejected flag stops Traefik within milliseconds
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=10)[0].decode()
+    assert process.returncode in (-15, 0), output

@@ -19,6 +19,8 @@ Render = Callable[[str], list[Json]]
 NAMESPACE = "dentiapro"
 PORTS = {"auth": 8001, "clinic": 8002, "tenants": 8003, "edge": 8004}
 POSTGRESQL = 5432
+OTLP_HTTP = 4318
+TRACED = ("auth", "clinic", "tenants", "edge")
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,10 @@ def pods(production: list[Json]) -> dict[str, Peer]:
     found["blackbox"] = Peer(
         "blackbox", "monitoring", {"app.kubernetes.io/name": "prometheus-blackbox-exporter"}
     )
+    # Where traces go when the overlay sets OTEL_EXPORTER_OTLP_ENDPOINT.
+    found["collector"] = Peer(
+        "collector", "monitoring", {"app.kubernetes.io/name": "opentelemetry-collector"}
+    )
     found["dns"] = Peer("dns", "kube-system", {"k8s-app": "kube-dns"})
     # A pod someone runs in the namespace (a debug shell), and one elsewhere in the cluster.
     found["intruder"] = Peer("intruder", NAMESPACE, {"app.kubernetes.io/name": "debug"})
@@ -171,6 +177,8 @@ NEEDED = {
     *(("blackbox", name, PORTS[name]) for name in ("auth", "clinic", "tenants")),
     # PostgreSQL, outside the cluster: the three services with a database, and the migrations.
     *((name, "internet", POSTGRESQL) for name in ("auth", "clinic", "tenants", "migrate")),
+    # Traces, to the collector (OTLP over HTTP).
+    *((name, "collector", OTLP_HTTP) for name in TRACED),
 }
 
 
@@ -208,7 +216,7 @@ def test_every_pod_resolves_names(policies: list[Json], pods: dict[str, Peer]) -
 
 
 def test_nothing_else_is_open(policies: list[Json], pods: dict[str, Peer]) -> None:
-    ports = sorted({*PORTS.values(), POSTGRESQL, 80, 443, 8080})
+    ports = sorted({*PORTS.values(), POSTGRESQL, OTLP_HTTP, 80, 443, 8080})
     opened = {
         (source, destination, port)
         for (source, src), (destination, dst) in itertools.permutations(pods.items(), 2)
@@ -227,7 +235,15 @@ def test_nothing_else_is_open(policies: list[Json], pods: dict[str, Peer]) -> No
         for destination, peer in pods.items()
         if peer.namespace != NAMESPACE and destination != "dns"
     }
-    expected = NEEDED | anywhere
+    # The OTLP port is open towards the whole `monitoring` namespace (the collector's labels
+    # depend on how it was installed); only that port, and only from the traced workloads.
+    monitoring = {
+        (source, destination, OTLP_HTTP)
+        for source in TRACED
+        for destination, peer in pods.items()
+        if peer.namespace == "monitoring"
+    }
+    expected = NEEDED | anywhere | monitoring
     assert opened == expected, f"unexpected: {opened - expected}; missing: {expected - opened}"
 
 
@@ -242,6 +258,9 @@ def test_named_refusals(policies: list[Json], pods: dict[str, Peer]) -> None:
         ("intruder", "auth", PORTS["auth"]),  # a pod started in the namespace
         ("prometheus", "migrate", 8080),
         ("traefik", "migrate", 8080),
+        ("clinic", "internet", OTLP_HTTP),  # traces go to the collector, nowhere else
+        ("migrate", "collector", OTLP_HTTP),  # the migrations do not trace
+        ("clinic", "collector", 443),
     ]
     for source, destination, port in refused:
         assert not allowed(policies, pods[source], pods[destination], port), (source, destination)

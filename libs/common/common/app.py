@@ -3,7 +3,11 @@
 What differs between services is passed in; what is alike is done here, in this order at
 start-up: logging; the service's own database (an async engine on ``app.state.engine``,
 migrated first); the token verifier (``app.state.token_verifier``, its JWKS fetched from auth in
-the background); then the service's own ``lifespan``. Shut down in reverse.
+the background); then the service's own ``lifespan``. Shut down in reverse, the spans still
+batched exported last.
+
+Tracing (``common.tracing``) is set up while the app is built, and only when
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
 """
 
 import asyncio
@@ -18,6 +22,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.types import ASGIApp
 
+from common import tracing
 from common.db import create_async_db_engine, create_db_engine, ping_async, upgrade
 from common.errors import install_error_handlers
 from common.health import HealthCheck, health_router
@@ -129,10 +134,14 @@ def create_app(
         checks["jwks"] = jwks_health_check
     checks.update(health_checks or {})
 
+    traced = tracing.configure(service, version)
+
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(service, settings.log_level)
         async with AsyncExitStack() as stack:
+            if traced:
+                stack.push_async_callback(asyncio.to_thread, tracing.flush)
             if database is not None:
                 await asyncio.to_thread(migrate, database)
                 engine = create_async_db_engine(
@@ -162,8 +171,9 @@ def create_app(
         docs_url="/docs/",
         redoc_url=None,
         openapi_url="/openapi.json/",
-        # No OpenTelemetry provider is configured by FastAPI; left on, FastAPI asks
-        # OpenTelemetry for its global providers on every request (os.environ lookups).
+        # FastAPI's own telemetry stays off: left on, it asks OpenTelemetry for its global
+        # providers on every request (os.environ lookups), traced or not. common.tracing uses
+        # OpenTelemetry's instrumentation instead, and only when tracing is configured.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
@@ -178,4 +188,6 @@ def create_app(
     for inner in reversed(middleware):
         app.add_middleware(inner)
     app.add_middleware(ServiceMiddleware)
+    if traced:
+        tracing.instrument_app(app)
     return app

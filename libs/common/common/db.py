@@ -10,6 +10,11 @@ Both kinds of engine set each backend up the same way: SQLite connections get WA
 ``foreign_keys=ON`` and a Unicode-aware ``lower()``; PostgreSQL connections a bounded pool, a
 liveness check on checkout (a terminated backend or a server restart is noticed before use,
 not as a 500) and short connect/statement timeouts, so a hung server turns into a quick 503.
+
+Engines are made through ``sqlalchemy.create_engine`` and ``sqlalchemy.ext.asyncio.
+create_async_engine`` looked up when called, not imported by name: with tracing on
+(``common.tracing``), OpenTelemetry's SQLAlchemy instrumentation wraps those two, and every
+engine made after that traces its statements.
 """
 
 import logging
@@ -20,16 +25,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import sqlalchemy
+import sqlalchemy.ext.asyncio
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Depends, Request
-from sqlalchemy import Connection, DateTime, Dialect, Engine, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Dialect, Engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -178,7 +185,7 @@ def create_db_engine(
     """A synchronous engine (psycopg2 or sqlite3) for migrations and operator tools."""
     if is_sqlite(url):
         _sqlite_file(make_url(url))
-        engine = create_engine(
+        engine = sqlalchemy.create_engine(
             url,
             poolclass=QueuePool,
             pool_size=pool_size,
@@ -188,7 +195,7 @@ def create_db_engine(
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(
+    engine = sqlalchemy.create_engine(
         url,
         # Error messages (logged on a 500) must not carry patient data or other values.
         hide_parameters=True,
@@ -225,7 +232,7 @@ def create_async_db_engine(
     target = async_url(url)
     if target.get_backend_name() == "sqlite":
         _sqlite_file(target)
-        engine = create_async_engine(
+        engine = sqlalchemy.ext.asyncio.create_async_engine(
             target,
             poolclass=AsyncAdaptedQueuePool,
             pool_size=pool_size,
@@ -243,7 +250,7 @@ def create_async_db_engine(
     }
     if "timeout" not in target.query:
         connect_args["timeout"] = CONNECT_TIMEOUT_SECONDS
-    engine = create_async_engine(
+    engine = sqlalchemy.ext.asyncio.create_async_engine(
         target,
         hide_parameters=True,
         pool_size=pool_size,

@@ -2,7 +2,8 @@
 
 Metrics are labelled by route *template* (``/api/patients/{patient_id}/``), method and status
 code, never by raw path, tenant or user, so series stay bounded. ``common.middleware`` counts
-and logs each request with these.
+and logs each request with these. With tracing on (``common.tracing``), each log line written
+while a span is active carries its ``trace_id`` and ``span_id``.
 """
 
 import json
@@ -10,7 +11,7 @@ import logging
 import sys
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from contextvars import ContextVar
 from typing import Any
@@ -82,6 +83,23 @@ def valid_request_id(value: str) -> bool:
 REQUEST_FIELDS = ("method", "route", "status", "duration_ms", "tenant", "user_id")
 ACCESS_LOGGER = "dentiapro.access"
 
+# The active span's (trace_id, span_id) in hex, or None outside a span; set by common.tracing
+# when tracing is on. None (tracing off): log lines look for no span at all.
+TraceIds = Callable[[], tuple[str, str] | None]
+_trace_ids: TraceIds | None = None
+
+
+def set_trace_ids(source: TraceIds | None) -> None:
+    """Where log lines take their ``trace_id`` and ``span_id`` from (None: nowhere)."""
+    global _trace_ids
+    _trace_ids = source
+
+
+def _add_trace_ids(entry: dict[str, Any], source: TraceIds) -> None:
+    ids = source()
+    if ids is not None:
+        entry["trace_id"], entry["span_id"] = ids
+
 
 def _timestamp(created: float) -> str:
     return (
@@ -110,6 +128,8 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = value
+        if _trace_ids is not None:
+            _add_trace_ids(entry, _trace_ids)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry, separators=(",", ":"))
@@ -148,6 +168,8 @@ class AccessLog:
             value = fields.get(key)
             if value is not None:
                 entry[key] = value
+        if _trace_ids is not None:
+            _add_trace_ids(entry, _trace_ids)
         line = json.dumps(entry, separators=(",", ":")) + "\n"
         with handler.lock or nullcontext():
             handler.stream.write(line)

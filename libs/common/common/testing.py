@@ -1,7 +1,9 @@
 """Test helpers (tests only): a signing key that mints tokens the way the auth service does,
-hand-forged tokens for the attacks a JWT library will not produce, and a migrations check."""
+hand-forged tokens for the attacks a JWT library will not produce, a migrations check, and a
+local OTLP receiver that collects the spans processes export."""
 
 import base64
+import gzip
 import hashlib
 import hmac
 import json
@@ -11,6 +13,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
@@ -278,3 +282,133 @@ def assert_not_ready_until_keys_load(
             time.sleep(1.1)
             response = client.get(protected_path, headers=rotated.auth_header(**claims))
             assert response.status_code == 200, response.text
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedSpan:
+    """One span as an OTLP receiver decoded it (ids in hex, as log lines carry them)."""
+
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    kind: int
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class OtlpReceiver:
+    """A local OTLP/HTTP receiver: ``POST /v1/traces`` with an ``ExportTraceServiceRequest``
+    (protobuf, gzip or not), decoded with the ``opentelemetry-proto`` package; every span kept.
+
+    ``endpoint`` is what ``OTEL_EXPORTER_OTLP_ENDPOINT`` takes (the base URL), ``traces_url``
+    the full URL (Traefik's ``tracing.otlp.http.endpoint``). Use as a context manager.
+    """
+
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self.requests = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self._body()
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                if self.path != "/v1/traces":
+                    self.send_error(404)
+                    return
+                receiver._receive(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _body(self) -> bytes:
+                # Go's exporter (Traefik's) streams its body in chunks, with no length.
+                if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                chunks = []
+                while size := int(self.rfile.readline().split(b";", 1)[0], 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()  # the CRLF after each chunk
+                self.rfile.readline()  # the CRLF after the last, empty one
+                return b"".join(chunks)
+
+            def log_message(self, *_: Any) -> None:  # quiet: the test reads the spans
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.traces_url = f"{self.endpoint}/v1/traces"
+
+    def _receive(self, body: bytes) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        request = ExportTraceServiceRequest.FromString(body)
+        spans = []
+        for resource_spans in request.resource_spans:
+            resource = {a.key: _any_value(a.value) for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    spans.append(
+                        ReceivedSpan(
+                            service=str(resource.get("service.name", "")),
+                            name=span.name,
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex(),
+                            kind=span.kind,
+                            attributes={a.key: _any_value(a.value) for a in span.attributes},
+                        )
+                    )
+        with self._lock:
+            self.requests += 1
+            self.spans.extend(spans)
+
+    def trace(self, trace_id: str) -> list[ReceivedSpan]:
+        with self._lock:
+            return [span for span in self.spans if span.trace_id == trace_id]
+
+    def wait_for(
+        self, condition: Callable[[list[ReceivedSpan]], bool], timeout: float = 15.0
+    ) -> list[ReceivedSpan]:
+        """Every span received, once ``condition`` holds for them (AssertionError after
+        ``timeout``: exporters send in batches)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                spans = list(self.spans)
+            if condition(spans):
+                return spans
+            assert time.monotonic() < deadline, "spans never matched; got " + "\n".join(
+                f"{s.service} {s.name} trace={s.trace_id} parent={s.parent_span_id} "
+                f"{ {k: v for k, v in s.attributes.items() if k.startswith(('http', 'url'))} }"
+                for s in spans
+                if not s.attributes.get("db.system")
+            )
+            time.sleep(0.05)
+
+    def __enter__(self) -> "OtlpReceiver":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _any_value(value: Any) -> Any:
+    """An OTLP ``AnyValue`` as Python: str, int, bool, float, bytes, or a list of those."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_any_value(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return {item.key: _any_value(item.value) for item in value.kvlist_value.values}
+    return getattr(value, kind)
