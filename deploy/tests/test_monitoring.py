@@ -205,6 +205,17 @@ def test_alerts_cover_health_errors_and_latency(rules: list[Json]) -> None:
     assert "histogram_quantile(0.99" in exprs
 
 
+def test_a_target_down_alert_covers_every_scraped_job(
+    rules: list[Json], prometheus_config: Json
+) -> None:
+    (target_down,) = (rule for rule in rules if rule["alert"] == "DentiaProTargetDown")
+    (pattern,) = re.findall(r'up\{job=~"([^"]+)"\}', target_down["expr"])
+    # `health` is the blackbox probe job: DentiaProServiceUnhealthy watches it (probe_success).
+    scraped = {job["job_name"] for job in prometheus_config["scrape_configs"]} - {"health"}
+    missed = {job for job in scraped if not re.fullmatch(pattern, job)}
+    assert not missed, f"DentiaProTargetDown does not watch {sorted(missed)}"
+
+
 def test_the_promql_parser_rejects_broken_queries() -> None:
     with pytest.raises(ValueError, match="parenthesis"):
         promql_parser.parse("sum(rate(http_requests_total[5m])")
