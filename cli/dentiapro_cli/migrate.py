@@ -5,7 +5,6 @@ Each step is timed and reported on its own line; a failed step is named, and eit
 run (the default) or is skipped (``--continue-on-error``); the summary names every failure.
 """
 
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,15 +21,6 @@ from rich.progress import (
 )
 
 from dentiapro_cli import services
-
-# SQLAlchemy ends its messages with a link to its error catalogue: noise in a summary.
-_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
-
-
-def one_line(exc: BaseException) -> str:
-    """``DatabaseError: file is not a database``: the error's type and first line."""
-    message = _BACKGROUND.sub("", str(exc)).strip().splitlines()
-    return f"{type(exc).__name__}: {message[0] if message else ''}"[:300]
 
 
 class StopMigrating(Exception):
@@ -63,7 +53,7 @@ class Migration:
             run()
         except Exception as exc:
             elapsed = time.perf_counter() - started
-            error = one_line(exc)
+            error = services.one_line(exc)
             self.outcome.failed[name] = error
             self.console.print(
                 f"{escape(label)} [bold red]FAILED[/] ({elapsed:.2f} s): {escape(error)}"

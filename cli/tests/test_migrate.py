@@ -1,105 +1,28 @@
 """``dentiapro migrate`` as an operator runs it: the installed command, a real process, real
 SQLite files and PostgreSQL databases, with a corrupt tenant between good ones."""
 
-import os
-import sqlite3
 import subprocess
-import sys
 from pathlib import Path
+from typing import Protocol
 
-import pytest
 from clinic.schemas import head_revision
-from common.pytest_plugin import DatabaseUrlFactory
 from sqlalchemy import create_engine, text
 
-DENTIAPRO = Path(sys.executable).parent / "dentiapro"
-SERVICES = ("auth", "clinic", "tenants")
 # In clinic's order (default tenant first, then by name): the corrupt one in the middle.
 GOOD, BROKEN, LAST = "alpha", "broken", "zulu"
 
 
-class Installation:
-    """The databases of one DentiaPro installation on a backend, and the command run on them."""
+class Installation(Protocol):
+    """conftest.Installation, as these tests use it."""
 
-    def __init__(self, backend: str, data_dir: Path, urls: dict[str, str]) -> None:
-        self.backend = backend
-        self.data_dir = data_dir
-        self.env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
-        self.env.update({"DENTIAPRO_DATA_DIR": str(data_dir), "LOG_LEVEL": "INFO"})
-        self.env.update({f"{name.upper()}_DATABASE_URL": url for name, url in urls.items()})
-        self.clinic_url = urls.get("clinic")
+    backend: str
+    data_dir: Path
+    env: dict[str, str]
 
-    def dentiapro(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(DENTIAPRO), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-
-    # --- clinic tenants, as an operator's data would hold them ---
-
-    def add_tenant(self, name: str) -> None:
-        """A tenant with clinic data not yet migrated (an empty schema or file)."""
-        if self.clinic_url is None:
-            self._sqlite_file(name).touch()
-            return
-        self._sql(
-            f'CREATE SCHEMA "{name}"',
-            f'CREATE TABLE "{name}".alembic_version (version_num varchar(32) PRIMARY KEY)',
-        )
-
-    def add_corrupt_tenant(self, name: str) -> None:
-        """A tenant whose migration fails: not a database file; a schema whose tables clash."""
-        if self.clinic_url is None:
-            self._sqlite_file(name).write_bytes(b"this is not an SQLite database " * 64)
-            return
-        self.add_tenant(name)
-        self._sql(f'CREATE TABLE "{name}".cabinet (id integer)')
-
-    def revision(self, name: str) -> str | None:
-        """The clinic revision of tenant ``name`` (None: not migrated)."""
-        if self.clinic_url is None:
-            with sqlite3.connect(self._sqlite_file(name)) as connection:
-                found = connection.execute(
-                    "SELECT name FROM sqlite_master WHERE name = 'alembic_version'"
-                ).fetchone()
-                if found is None:
-                    return None
-                row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
-                return None if row is None else str(row[0])
-        engine = create_engine(self.clinic_url)
-        try:
-            with engine.connect() as connection:
-                value = connection.execute(
-                    text(f'SELECT version_num FROM "{name}".alembic_version')
-                ).scalar()
-                return None if value is None else str(value)
-        finally:
-            engine.dispose()
-
-    def _sqlite_file(self, name: str) -> Path:
-        directory = self.data_dir / "clinic"
-        directory.mkdir(parents=True, exist_ok=True)
-        return directory / f"{name}.sqlite3"
-
-    def _sql(self, *statements: str) -> None:
-        assert self.clinic_url is not None
-        engine = create_engine(self.clinic_url)
-        try:
-            with engine.begin() as connection:
-                for statement in statements:
-                    connection.execute(text(statement))
-        finally:
-            engine.dispose()
-
-
-@pytest.fixture
-def installation(backend: str, database_url: DatabaseUrlFactory, tmp_path: Path) -> Installation:
-    urls = {name: database_url(name) for name in SERVICES} if backend == "postgresql" else {}
-    return Installation(backend, tmp_path / "data", urls)
+    def dentiapro(self, *args: str) -> subprocess.CompletedProcess[str]: ...
+    def add_tenant(self, name: str) -> None: ...
+    def add_corrupt_tenant(self, name: str) -> None: ...
+    def revision(self, name: str) -> str | None: ...
 
 
 def test_help_runs_nothing(installation: Installation) -> None:

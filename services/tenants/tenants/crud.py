@@ -89,6 +89,15 @@ async def list_tenants(*, session: AsyncSession, query: ListQuery) -> PageResult
     return await fetch_page(session, LISTING, query)
 
 
+async def all_tenants(*, session: AsyncSession, include_deleted: bool = False) -> list[Tenant]:
+    """Every live tenant (and the deleted ones with ``include_deleted``), oldest first: the
+    operator's view of the registry (``dentiapro tenants list``), not paginated."""
+    statement = select(Tenant).order_by(col(Tenant.id))
+    if not include_deleted:
+        statement = statement.where(_live())
+    return list((await session.exec(statement)).all())
+
+
 async def get_tenant(*, session: AsyncSession, tenant_id: int) -> Tenant | None:
     """A live tenant by id (deleted ones are gone from the API)."""
     statement = select(Tenant).where(Tenant.id == tenant_id, _live())
