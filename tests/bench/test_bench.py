@@ -42,6 +42,26 @@ def run_bench(
     )
 
 
+def assert_peer_gone(database: str) -> None:
+    """No process started with the peer's database is left, and the database is dropped."""
+    marker = f"PEER_DB_NAME={database}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                assert marker not in (entry / "environ").read_bytes().split(b"\0"), entry.name
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+    engine = create_engine(postgres_server_url())
+    try:
+        with engine.connect() as connection:
+            left = connection.execute(
+                text("SELECT count(*) FROM pg_database WHERE datname = :name"), {"name": database}
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert left == 0
+
+
 def test_bench_drives_the_system_and_reports_every_figure(
     wrk: str, bench_script: Path, tmp_path: Path
 ) -> None:
@@ -281,22 +301,7 @@ def test_bench_measures_the_peer_beside_dentiapro(
 
     # Nothing of the peer is left: no process started with its database, the database dropped.
     database = results["peer"]["database"]
-    marker = f"PEER_DB_NAME={database}".encode()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                assert marker not in (entry / "environ").read_bytes().split(b"\0"), entry.name
-            except (FileNotFoundError, ProcessLookupError, PermissionError):
-                continue
-    engine = create_engine(postgres_server_url())
-    try:
-        with engine.connect() as connection:
-            left = connection.execute(
-                text("SELECT count(*) FROM pg_database WHERE datname = :name"), {"name": database}
-            ).scalar_one()
-    finally:
-        engine.dispose()
-    assert left == 0
+    assert_peer_gone(database)
 
 
 needs_peer = pytest.mark.skipif(
@@ -370,20 +375,5 @@ def test_a_bench_stopped_by_sigterm_leaves_no_peer_behind(
         if bench.poll() is None:
             bench.kill()
     assert bench.returncode == 128 + signal.SIGTERM, "".join(seen) + rest
-    marker = f"PEER_DB_NAME={database}".encode()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                assert marker not in (entry / "environ").read_bytes().split(b"\0"), entry.name
-            except (FileNotFoundError, ProcessLookupError, PermissionError):
-                continue
-    engine = create_engine(postgres_server_url())
-    try:
-        with engine.connect() as connection:
-            left = connection.execute(
-                text("SELECT count(*) FROM pg_database WHERE datname = :name"), {"name": database}
-            ).scalar_one()
-    finally:
-        engine.dispose()
-    assert left == 0
+    assert_peer_gone(database)
     assert not (tmp_path / "never.json").exists()
