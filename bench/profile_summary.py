@@ -33,6 +33,8 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "do_ping",
             "psycopg2",
             "_psycopg_common",
+            "asyncpg",
+            "aiosqlite",
         ),
     ),
     ("connection pool", ("sqlalchemy/pool/",)),
@@ -52,7 +54,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SQLAlchemy ORM and Core", ("sqlalchemy/", "sqlmodel/")),
     ("outgoing HTTP (httpx)", ("httpx/", "httpcore/")),
     (
-        "thread pool hand-off (anyio, threading)",
+        "anyio (cancel scopes of yield dependencies, thread hand-offs)",
         (
             "anyio/",
             "threading.py",
