@@ -293,7 +293,8 @@ def test_metric_check_catches_an_unknown_metric_and_a_wrong_job(
 def test_every_process_exports_the_documented_metrics(exported_metrics: Catalogue) -> None:
     common = {
         "http_requests_total", "http_request_duration_seconds_bucket", "http_requests_in_flight",
-        "db_pool_size", "db_pool_checked_out", "db_pool_overflow", "process_resident_memory_bytes",
+        "http_requests_waiting", "db_pool_size", "db_pool_checked_out", "db_pool_overflow",
+        "process_resident_memory_bytes",
     }  # fmt: skip
     domain = {
         "auth": "auth_logins_total",

@@ -187,7 +187,7 @@ def create_app(
     app.include_router(metrics_router())
     for inner in reversed(middleware):
         app.add_middleware(inner)
-    app.add_middleware(ServiceMiddleware)
+    app.add_middleware(ServiceMiddleware, max_active_requests=settings.max_active_requests)
     if traced:
         tracing.instrument_app(app)
     return app

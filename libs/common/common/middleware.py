@@ -8,12 +8,18 @@ It does, in order:
   it is echoed on the response and available to logs (``request_id_var``);
 - every ``/api/`` response carries ``Cache-Control: no-store`` (patient data must not sit in
   a browser's or a proxy's cache);
+- with ``max_active_requests``, at most that many ``/api/`` requests are served at once and
+  the others wait their turn, first come first served (``asyncio.Semaphore`` is fair). One event
+  loop interleaves every request it has started, so with dozens in flight a request that needs
+  several round trips waits behind all the others at each of them: the latency tail grew to
+  5-7 times the median under load. Served a few at a time, each request waits once, in line;
 - requests in flight, the request count and latency by route *template*, and one JSON access line.
 
 Code that must know how a request ended (the clinic's audit trail) appends a callable to
 ``scope["state"]["response_hooks"]``: each is called with the response's status.
 """
 
+import asyncio
 import secrets
 import time
 from typing import Final
@@ -22,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.observability import (
     HTTP_IN_FLIGHT,
+    HTTP_WAITING,
     KNOWN_METHODS,
     OTHER_METHOD,
     UNMATCHED_ROUTE,
@@ -61,8 +68,9 @@ def _json_or_empty(headers: list[tuple[bytes, bytes]]) -> bool:
 class ServiceMiddleware:
     """See the module docstring; ``create_app`` installs it outermost."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_active_requests: int = 0) -> None:
         self.app = app
+        self.turns = asyncio.Semaphore(max_active_requests) if max_active_requests else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,6 +117,8 @@ class ServiceMiddleware:
         try:
             if method in BODY_METHODS and not _json_or_empty(headers):
                 await _send_json(send_with_headers, 415, UNSUPPORTED_MEDIA_TYPE)
+            elif self.turns is not None and path.startswith(API_PREFIX):
+                await self._in_turn(inner, receive, send_with_headers)
             else:
                 await self.app(inner, receive, send_with_headers)
         finally:
@@ -132,6 +142,21 @@ class ServiceMiddleware:
                 },
             )
             request_id_var.reset(context_token)
+
+    async def _in_turn(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.turns is not None
+        if self.turns.locked():
+            HTTP_WAITING.inc()
+            try:
+                await self.turns.acquire()
+            finally:
+                HTTP_WAITING.dec()
+        else:
+            await self.turns.acquire()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.turns.release()
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:

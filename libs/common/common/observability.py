@@ -39,6 +39,9 @@ HTTP_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 HTTP_IN_FLIGHT = Gauge("http_requests_in_flight", "HTTP requests being served.")
+HTTP_WAITING = Gauge(
+    "http_requests_waiting", "HTTP requests waiting for their turn (MAX_ACTIVE_REQUESTS)."
+)
 
 UNMATCHED_ROUTE = "<unmatched>"
 MAX_REQUEST_ID_LENGTH = 128

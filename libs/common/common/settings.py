@@ -40,6 +40,11 @@ class ServiceSettings(BaseSettings):
     # the pool churns (a new PostgreSQL backend per burst, measured in make bench). On the
     # event loop a request waits for a pooled connection instead, at no cost.
     db_max_overflow: int = Field(0, validation_alias=env("DB_MAX_OVERFLOW", "db_max_overflow"))
+    # Requests under /api/ served at once; the rest wait their turn, first come first served
+    # (common.middleware). 0: no limit. See docs/performance.md, "The tail".
+    max_active_requests: int = Field(
+        0, ge=0, validation_alias=env("MAX_ACTIVE_REQUESTS", "max_active_requests")
+    )
     # The gateway's own hop (and a TLS proxy in front of it): X-Forwarded-For is believed from
     # these only (common.address). Loopback is where Traefik runs under `make run`.
     trusted_proxies: str = Field(
