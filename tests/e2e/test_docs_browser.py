@@ -120,7 +120,9 @@ def try_it_out(driver: WebDriver, block: WebElement) -> str:
     status: WebElement = wait_for(
         driver,
         "the response",
-        lambda _: block.find_element(By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status"),
+        lambda _: block.find_element(
+            By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status"
+        ),
     )
     return status.text.strip()
 
@@ -193,6 +195,8 @@ def test_try_it_out_with_a_bearer_token_lists_the_practices_cabinets(
 
     block = operation(browser, "get", "/api/cabinets/")
     assert try_it_out(browser, block) == "200"
-    body = block.find_element(By.CSS_SELECTOR, ".live-responses-table tbody .response-col_description")
+    body = block.find_element(
+        By.CSS_SELECTOR, ".live-responses-table tbody .response-col_description"
+    )
     assert cabinet in body.text  # the practice's own cabinet: the token went with the call
     assert browser.execute_script("return window.cspViolations") == []
