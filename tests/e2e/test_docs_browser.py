@@ -1,5 +1,5 @@
 """The gateway's ``/api/docs/`` in a real browser: headless Chromium (Debian's ``chromium``)
-driven by Selenium through Debian's ``chromidriver`` (``chromium-driver``, the same version by
+driven by Selenium through Debian's ``chromedriver`` (``chromium-driver``, the same version by
 construction; nothing is downloaded). Selenium over Playwright: a pure-Python wheel talking
 the W3C WebDriver protocol to that driver, where Playwright ships a Node.js driver of its own
 and pins the Chromium revisions it supports.
