@@ -447,8 +447,8 @@ class OpenAPIAggregate:
                 log.warning("openapi.json of %s: %s (%s)", name, why, kept)
             missing = [name for name in upstreams if name not in self._documents]
             if missing:
-                self._failure = "no document from " + ", ".join(
-                    f"{name} ({failures[name]})" for name in missing
+                self._failure = "no document from " + "; ".join(
+                    f"{name}: {failures[name]}" for name in missing
                 )
                 self._complete = False
                 return
