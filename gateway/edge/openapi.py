@@ -461,6 +461,13 @@ class OpenAPIAggregate:
                 self._failure = f"the services' documents do not merge ({exc})"
                 self._complete = False
                 return
+            except Exception:
+                # A document of an unexpected shape (a path item that is not an object, ...):
+                # this public endpoint answers 503 (or its last good document), never a 500.
+                log.exception("the services' OpenAPI documents do not merge")
+                self._failure = "the services' documents do not merge (malformed document)"
+                self._complete = False
+                return
             body = json.dumps(merged, separators=(",", ":")).encode()
             self._published = Payload.of(body, "application/json")
             self._complete = not failures

@@ -4,6 +4,7 @@ not merge. The services are stand-ins that serve documents FastAPI generated fro
 (so they carry its 422 leftovers), over real HTTP; ``merge`` itself is also tested directly.
 """
 
+import asyncio
 import copy
 import gzip
 import time
@@ -327,11 +328,13 @@ class DocumentService:
         self.document = document
         self.status = 200
         self.calls = 0
+        self.delay = 0.0
         self.app = FastAPI(openapi_url=None)
 
         @self.app.get("/openapi.json/")
         def openapi() -> JSONResponse:
             self.calls += 1
+            time.sleep(self.delay)
             return JSONResponse(self.document, status_code=self.status)
 
 
@@ -414,6 +417,23 @@ def test_edge_serves_the_merged_document_with_a_validator(
         assert clinic.calls == calls
 
 
+def test_concurrent_first_requests_share_one_build(
+    services: dict[str, tuple[DocumentService, str]],
+) -> None:
+    clinic, clinic_url = services["clinic"]
+    clinic.delay = 0.3
+    with serve(clinic.app, port=port_of(clinic_url)), edge_for(services) as edge:
+
+        async def fetch_all() -> list[int]:
+            async with httpx.AsyncClient(timeout=10) as client:
+                url = f"{edge}/gateway/openapi.json"
+                responses = await asyncio.gather(*(client.get(url) for _ in range(20)))
+            return [response.status_code for response in responses]
+
+        assert asyncio.run(fetch_all()) == [200] * 20
+    assert clinic.calls == 1
+
+
 def test_a_service_down_from_the_start_is_a_503_naming_it_then_recovers(
     services: dict[str, tuple[DocumentService, str]],
 ) -> None:
@@ -469,6 +489,18 @@ def test_documents_that_do_not_merge_are_a_503_saying_why(
         response = get_document(edge)
     assert response.status_code == 503
     assert "/api/cabinets/ is documented by both clinic and tenants" in response.json()["detail"]
+
+
+def test_a_malformed_document_is_a_503_not_a_500(
+    services: dict[str, tuple[DocumentService, str]],
+) -> None:
+    clinic, clinic_url = services["clinic"]
+    clinic.document = copy.deepcopy(clinic.document)
+    clinic.document["paths"]["/api/rooms/"] = "not a path item"
+    with serve(clinic.app, port=port_of(clinic_url)), edge_for(services) as edge:
+        response = get_document(edge)
+    assert response.status_code == 503
+    assert "documents do not merge (malformed document)" in response.json()["detail"]
 
 
 def test_documents_that_stop_merging_leave_the_last_good_one_served(
