@@ -121,11 +121,13 @@ def _operations(path_item: Json) -> Iterator[Json]:
 
 
 def _walk_refs(node: Any) -> Iterator[str]:
-    """Every ``$ref`` value under ``node``."""
+    """Every reference under ``node``: ``$ref`` values, and a discriminator's mapping."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "$ref" and isinstance(value, str):
                 yield value
+            elif key == "discriminator" and isinstance(value, dict):
+                yield from (v for v in value.get("mapping", {}).values() if isinstance(v, str))
             else:
                 yield from _walk_refs(value)
     elif isinstance(node, list):
@@ -168,13 +170,23 @@ def _rewrite(node: Any, renames: Mapping[Key, str]) -> Any:
         return [_rewrite(item, renames) for item in node]
     if not isinstance(node, dict):
         return node
+
+    def renamed(ref: str) -> str:
+        target = _component_key(ref)
+        if target is None or target not in renames:
+            return ref
+        return f"{REF_PREFIX}{target[0]}/{renames[target]}"
+
     rewritten: Json = {}
     for key, value in node.items():
         if key == "$ref" and isinstance(value, str):
-            target = _component_key(value)
-            if target is not None and target in renames:
-                value = f"{REF_PREFIX}{target[0]}/{renames[target]}"
-            rewritten[key] = value
+            rewritten[key] = renamed(value)
+        elif key == "discriminator" and isinstance(value, dict):
+            mapping = {
+                k: renamed(v) if isinstance(v, str) else v
+                for k, v in value.get("mapping", {}).items()
+            }
+            rewritten[key] = {**value, "mapping": mapping} if "mapping" in value else dict(value)
         elif key == "security" and isinstance(value, list) and _is_requirement_list(value):
             rewritten[key] = [
                 {renames.get(("securitySchemes", name), name): scopes for name, scopes in r.items()}

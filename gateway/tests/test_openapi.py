@@ -243,6 +243,23 @@ def test_a_schema_referring_to_a_conflicting_one_is_renamed_too() -> None:
     assert unresolved_refs(merged) == []
 
 
+def test_a_discriminator_mapping_follows_a_rename() -> None:
+    source = documents()
+    clinic_page = source["clinic"]["components"]["schemas"]["Page"]
+    clinic_page["discriminator"] = {
+        "propertyName": "kind",
+        "mapping": {"page": "#/components/schemas/Page"},
+    }
+    merged = merge(source, version="1")
+    mapping = merged["components"]["schemas"]["ClinicPage"]["discriminator"]["mapping"]
+    assert mapping == {"page": "#/components/schemas/ClinicPage"}
+    source["clinic"]["components"]["schemas"]["Page"]["discriminator"]["mapping"]["x"] = (
+        "#/components/schemas/Missing"
+    )
+    with pytest.raises(MergeError, match="Missing"):
+        merge(source, version="1")
+
+
 def test_bearer_security_scheme_is_kept_with_every_requirement() -> None:
     merged = merge(documents(), version="1")
     assert merged["components"]["securitySchemes"] == {
