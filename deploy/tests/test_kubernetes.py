@@ -225,6 +225,22 @@ def test_ingress_routes_reference_existing_services_and_middlewares(
             assert ref["port"] in ports, ref
 
 
+def test_the_api_docs_are_public_and_served_by_the_edge(production: list[Json]) -> None:
+    """/api/openapi.json and /api/docs/ reach the edge's /gateway/ paths, with no token check
+    (frontend developers read them before they have an account)."""
+    (route,) = (
+        r
+        for ir in by_kind(production, "IngressRoute").values()
+        for r in ir["spec"]["routes"]
+        if "/api/openapi.json" in r["match"]
+    )
+    assert "PathPrefix(`/api/docs/`)" in route["match"]
+    assert [s["name"] for s in route["services"]] == ["edge"]
+    assert [m["name"] for m in route["middlewares"]] == ["api-docs"]
+    rewrite = by_kind(production, "Middleware")["api-docs"]["spec"]
+    assert rewrite == {"replacePathRegex": {"regex": "^/api/", "replacement": "/gateway/"}}
+
+
 def test_middlewares_reference_existing_middlewares_and_services(production: list[Json]) -> None:
     services = by_kind(production, "Service")
     middlewares = by_kind(production, "Middleware")

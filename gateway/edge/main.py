@@ -1,5 +1,6 @@
 """The edge service: ``uvicorn edge.main:create_app --factory``."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -9,6 +10,9 @@ from common.app import create_app as create_service_app
 from fastapi import FastAPI
 
 from edge.api import HealthAggregate, health_router, router
+from edge.docs import load_assets
+from edge.docs import router as docs_router
+from edge.openapi import OpenAPIAggregate
 from edge.settings import EdgeSettings
 
 VERSION = version("dentiapro-gateway")
@@ -23,13 +27,16 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         timeout = settings.upstream_health_timeout
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             app.state.health = HealthAggregate(client, settings, VERSION)
+            app.state.openapi = OpenAPIAggregate(client, settings, VERSION)
+            # Read and gzipped once (1.5 MB of Swagger UI), off the event loop.
+            app.state.docs_assets = await asyncio.to_thread(load_assets)
             yield
 
     return create_service_app(
         service="edge",
         version=VERSION,
         settings=settings,
-        routers=[router],
+        routers=[router, docs_router],
         lifespan=lifespan,
         health=health_router(),
     )

@@ -19,10 +19,19 @@ class EdgeSettings(ServiceSettings):
     health_cache_seconds: float = Field(
         1.0, ge=0, validation_alias=env("EDGE_HEALTH_CACHE_SECONDS", "health_cache_seconds")
     )
+    # /api/openapi.json: the merged document is rebuilt (in the background) once this old,
+    # and each service's /openapi.json/ is given this long to answer.
+    openapi_cache_seconds: float = Field(
+        60.0, ge=0, validation_alias=env("EDGE_OPENAPI_CACHE_SECONDS", "openapi_cache_seconds")
+    )
+    openapi_timeout: float = Field(
+        5.0, gt=0, validation_alias=env("EDGE_OPENAPI_TIMEOUT", "openapi_timeout")
+    )
 
     @property
     def upstreams(self) -> dict[str, str]:
-        """The services whose health the gateway's /health/ reports, by name."""
+        """The services behind the gateway, by name: their health makes its /health/, their
+        documents its /api/openapi.json."""
         return {"auth": self.auth_url, "clinic": self.clinic_url, "tenants": self.tenants_url}
 
 

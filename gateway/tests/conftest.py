@@ -9,6 +9,7 @@ scripts/system.py, the launcher ``make run`` uses) serves the Traefik configurat
 """
 
 import secrets
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -44,6 +45,15 @@ INTERNAL_TOKEN = secrets.token_urlsafe(24)
 @pytest.fixture(scope="session")
 def internal_token() -> str:
     return INTERNAL_TOKEN
+
+
+@pytest.fixture
+def hung_service_url() -> Iterator[str]:
+    """A port that accepts connections and never answers (a stopped process behaves so)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture(scope="session")

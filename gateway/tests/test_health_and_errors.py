@@ -1,9 +1,7 @@
 """The gateway's aggregated ``/health/`` (answered by the edge), its liveness, and JSON error pages."""
 
 import asyncio
-import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -11,15 +9,6 @@ import pytest
 from common.testing import free_port, serve
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-
-
-@pytest.fixture
-def hung_service_url() -> Iterator[str]:
-    """A port that accepts connections and never answers (a stopped process behaves so)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def test_health_passes_when_every_service_passes(edge_url: str) -> None:

@@ -26,6 +26,7 @@ EXPECTED_ROUTERS = {
     "tenants",
     "tenants-write",
     "health",
+    "api-docs",
     "metrics",
     "not-found",
     "token-check-metrics",
@@ -43,6 +44,7 @@ EXPECTED_MIDDLEWARES = {
     "gateway-errors",
     "auth-errors",
     "not-found",
+    "api-docs",
 }
 EXPECTED_SERVICES = {"auth", "clinic", "tenants", "edge"}
 TWO_MIB = b"x" * (2 * 1024 * 1024)
@@ -229,7 +231,16 @@ def test_services_see_the_clients_host_and_traefiks_scheme(
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/patientsXYZ", "/api/tenantsX/", "/internal/tenants/resolve/?schema_name=public", "/"],
+    [
+        "/api/patientsXYZ",
+        "/api/tenantsX/",
+        "/internal/tenants/resolve/?schema_name=public",
+        "/",
+        "/api/docsX/",
+        "/api/openapi.jsonX",
+        "/api/openapi.json/x",
+        "/gateway/docs/",  # the edge's own path: only its /api/ names are routed
+    ],
 )
 def test_unrouted_paths_are_a_json_404(gateway: Gateway, path: str) -> None:
     response = httpx.get(f"{gateway.url}{path}", timeout=10)
@@ -260,6 +271,35 @@ def test_service_down_is_a_json_5xx(gateway: Gateway, signer: TestSigner) -> Non
         "Bad gateway: the service is unreachable.",
         "Service unavailable, try again shortly.",
     }
+
+
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/docs"])
+def test_docs_page_is_public_with_the_edges_own_headers(gateway: Gateway, path: str) -> None:
+    response = httpx.get(f"{gateway.url}{path}", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["cache-control"] == "no-cache"  # not /api/'s no-store
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    (bundle,) = (u for u in response.text.split('"') if u.endswith("/swagger-ui-bundle.js"))
+    asset = httpx.get(f"{gateway.url}{bundle}", timeout=10)
+    assert asset.status_code == 200
+    assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert asset.headers["content-encoding"] == "gzip"
+
+
+@pytest.mark.parametrize("path", ["/api/openapi.json", "/api/openapi.json/"])
+def test_openapi_document_is_public_and_the_edges_503_names_a_missing_service(
+    gateway: Gateway, path: str
+) -> None:
+    """Clinic is down for this gateway's edge (and auth is a JWKS stand-in without a
+    document): the edge's 503 reaches the client as written (no errors middleware on the
+    route), and no token was asked for."""
+    response = httpx.get(f"{gateway.url}{path}", timeout=10)
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert detail.startswith("API description unavailable: no document from auth: HTTP")
+    assert "; clinic: " in detail
+    assert response.headers["retry-after"] == "5"
 
 
 def test_health_is_the_edges_aggregate_naming_the_failing_service(gateway: Gateway) -> None:
