@@ -52,7 +52,10 @@ _REPORT = {
     "required": ["status", "service", "version", "checks"],
 }
 HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Every check passes", "content": {"application/json": {"schema": _REPORT}}},
+    200: {
+        "description": "Every check passes",
+        "content": {"application/json": {"schema": _REPORT}},
+    },
     503: {
         "description": "A check fails (the body says which)",
         "content": {"application/json": {"schema": _REPORT}},

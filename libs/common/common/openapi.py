@@ -108,17 +108,47 @@ def raises(*statuses: int) -> Callable[[F], F]:
 # --- field rules as JSON Schema (the models' validators stay the one enforcement) ---
 
 
+# Python's whitespace (what ``str.strip`` removes: ``str.isspace``), spelled out so that every
+# regex engine (Python's, ECMA's, Rust's) reads the patterns below alike; a test checks it.
+SPACES = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+SPACE = f"[{SPACES}]"
+NON_SPACE = f"[^{SPACES}]"
+
+
 def trimmed_text(max_length: int, *, blank: bool = False) -> dict[str, Any]:
-    """A text field stored trimmed: 1 (0 if ``blank``) to ``max_length`` characters once
-    leading and trailing whitespace is gone. A pattern says it exactly (a plain maxLength
-    would refuse a long value that trimming brings within bounds); ``\\s`` is Python's
-    whitespace, as ``str.strip`` removes it."""
-    core = rf"\S(?:[\s\S]{{0,{max_length - 2}}}\S)?" if max_length > 1 else r"\S"
-    pattern = rf"^\s*(?:{core})?\s*$" if blank else rf"^\s*{core}\s*$"
-    schema: dict[str, Any] = {"type": "string", "pattern": pattern}
+    """Text stored trimmed that must hold 1 (0 if ``blank``) to ``max_length`` characters once
+    leading and trailing whitespace is gone. A pattern says it exactly: a plain maxLength
+    would refuse a long value that trimming brings within bounds, and a blank one must be
+    refused (so at least one non-space character)."""
+    core = rf"{NON_SPACE}(?:[\s\S]{{0,{max_length - 2}}}{NON_SPACE})?"
+    if blank:
+        return {"type": "string", "pattern": rf"^{SPACE}*(?:{core})?{SPACE}*$"}
+    return {"type": "string", "minLength": 1, "pattern": rf"^{SPACE}*{core}{SPACE}*$"}
+
+
+def bounded_text(max_length: int, *, blank: bool = False) -> dict[str, Any]:
+    """Text of at most ``max_length`` characters as sent; unless ``blank``, not only spaces."""
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_length}
     if not blank:
-        schema["minLength"] = 1
+        schema |= {"minLength": 1, "pattern": NON_SPACE}
     return schema
+
+
+def not_null(*fields: str) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` of a PATCH body: ``fields`` may be left out but not sent as null
+    (their validators refuse it), so their schemas offer no null."""
+
+    def drop_null(schema: dict[str, Any]) -> None:
+        for name in fields:
+            field = schema["properties"][name]
+            options = [option for option in field.pop("anyOf", []) if option != {"type": "null"}]
+            if len(options) == 1:
+                field.update(options[0])
+            elif options:
+                field["anyOf"] = options
+            field.pop("default", None)
+
+    return drop_null
 
 
 # --- the document ---
@@ -140,8 +170,7 @@ def _declared_errors(route: RouteContext) -> set[int]:
 def _authenticated(route: RouteContext) -> bool:
     # The token check is the dependency that raises 401 (``common.tokens.get_principal``).
     return any(
-        getattr(sub.call, "_openapi_authenticates", False)
-        for sub in _dependencies(route.dependant)
+        getattr(sub.call, "_openapi_authenticates", False) for sub in _dependencies(route.dependant)
     )
 
 

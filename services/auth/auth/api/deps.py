@@ -5,6 +5,7 @@ from typing import Annotated
 
 from common.db import SessionDep
 from common.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
+from common.openapi import raises
 from common.tokens import CurrentPrincipal, TokenVerifier
 from fastapi import Depends, Path, Query, Request
 
@@ -77,6 +78,7 @@ async def get_current_user(session: SessionDep, principal: CurrentPrincipal) -> 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
+@raises(403)
 async def get_admin_user(user: CurrentUser) -> User:
     """A tenant admin or a superuser (403 for staff)."""
     if not (user.is_superuser or user.role == Role.ADMIN):
@@ -127,6 +129,7 @@ async def registration_tenant(
     return tenant.schema_name
 
 
+@raises(400)
 async def tenant_filter(
     tenant: Annotated[str | None, Query(description="schema_name (superusers only)")] = None,
 ) -> str | None:
