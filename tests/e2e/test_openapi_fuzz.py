@@ -83,7 +83,11 @@ def schemathesis(document: Path, gateway: str, token: str, *filters: str) -> str
         *(["--max-time", SECONDS] if SECONDS else []),
         *filters,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
+    # fuzz_hooks.py, beside this file, is imported by name (schemathesis.toml's ``hooks``).
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=3600, check=False, env=env
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
     return output

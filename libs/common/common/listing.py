@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 from pydantic import WithJsonSchema
 from sqlalchemy import (
+    BigInteger,
     BindParameter,
     ColumnElement,
     FromClause,
@@ -246,7 +247,8 @@ class Listing:
             .where(*conditions)
             .order_by(*clauses)
             .limit(bindparam("page_limit", type_=Integer))
-            .offset(bindparam("page_offset", type_=Integer))
+            # 64-bit: page 10,000,000 of 200 is past a 32-bit offset (a 500 on PostgreSQL).
+            .offset(bindparam("page_offset", type_=BigInteger))
         )
         if len(self._statements) >= MAX_CACHED_SHAPES:
             self._statements.pop(next(iter(self._statements)))
