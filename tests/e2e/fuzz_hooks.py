@@ -17,5 +17,6 @@ REFUSED_BY_THE_GATEWAY = frozenset("/\\\x00;%?#")
 @schemathesis.hook
 def filter_path_parameters(context: Any, path_parameters: dict[str, Any] | None) -> bool:
     return not any(
-        REFUSED_BY_THE_GATEWAY.intersection(str(value)) for value in (path_parameters or {}).values()
+        REFUSED_BY_THE_GATEWAY.intersection(str(value))
+        for value in (path_parameters or {}).values()
     )

@@ -10,4 +10,13 @@ from auth.main import create_app
 def test_the_document_says_every_error_and_the_security_of_each_operation() -> None:
     document: dict[str, Any] = create_app().openapi()
 
-    check_openapi_document(document, public={"/api/auth/register/", "/api/auth/login/", "/api/auth/refresh/", "/api/auth/logout/", "/api/auth/jwks/"})
+    check_openapi_document(
+        document,
+        public={
+            "/api/auth/register/",
+            "/api/auth/login/",
+            "/api/auth/refresh/",
+            "/api/auth/logout/",
+            "/api/auth/jwks/",
+        },
+    )
