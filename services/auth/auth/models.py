@@ -9,9 +9,10 @@ from typing import Annotated, Any
 from common.db import UTCDateTime, utcnow
 from common.openapi import NON_SPACE, SPACE, not_null, trimmed_text
 from email_validator import EmailNotValidError, validate_email
-from pydantic import ConfigDict, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import ValidationInfo, WithJsonSchema, field_validator
 from sqlalchemy import Column, ForeignKey, Index, Integer, Text
 from sqlmodel import Field, SQLModel
+from sqlmodel.main import SQLModelConfig
 
 from auth.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 from auth.passwords import password_problems, too_long
@@ -182,7 +183,7 @@ class UserDetail(UserPublic):
 class UserUpdate(RequestBody):
     is_active: bool | None = None
     role: Annotated[str, ROLE] | None = None
-    model_config = ConfigDict(json_schema_extra=not_null("is_active", "role"))
+    model_config = SQLModelConfig(json_schema_extra=not_null("is_active", "role"))
 
     @field_validator("is_active", "role", mode="before")
     @classmethod

@@ -2,9 +2,8 @@
 
 from typing import Any
 
-from common.testing import check_openapi_document
-
 from auth.main import create_app
+from common.testing import check_openapi_document
 
 
 def test_the_document_says_every_error_and_the_security_of_each_operation() -> None:

@@ -14,11 +14,12 @@ from common.db import DatetimeOutOfRange, UTCDateTime, as_utc, utcnow
 from common.listing import utc_datetime
 from common.openapi import SPACE, not_null, trimmed_text
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BeforeValidator, ConfigDict, WithJsonSchema, field_validator
+from pydantic import BeforeValidator, WithJsonSchema, field_validator
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
+from sqlmodel.main import SQLModelConfig
 
 NAME_MAX = 255
 ADDRESS_MAX = 500
@@ -251,7 +252,7 @@ class CabinetUpdate(SQLModel):
     contact_number: Phone | None = None
 
     _not_null = field_validator("name", "address", "contact_number", mode="before")(_reject_null)
-    model_config = ConfigDict(json_schema_extra=not_null("name", "address", "contact_number"))
+    model_config = SQLModelConfig(json_schema_extra=not_null("name", "address", "contact_number"))
 
 
 # Responses declare plain types: stored values are already valid, so the input rules
@@ -299,7 +300,7 @@ class PatientUpdate(SQLModel):
     email: Email = None
 
     _not_null = field_validator("name", "birthdate", "contact_number", mode="before")(_reject_null)
-    model_config = ConfigDict(json_schema_extra=not_null("name", "birthdate", "contact_number"))
+    model_config = SQLModelConfig(json_schema_extra=not_null("name", "birthdate", "contact_number"))
 
 
 class PatientPublic(Timestamps):
@@ -364,7 +365,7 @@ class ConsultationUpdate(SQLModel):
     _not_null = field_validator(
         "patient", "cabinet", "date", "diagnosis", "treatment", mode="before"
     )(_reject_null)
-    model_config = ConfigDict(
+    model_config = SQLModelConfig(
         json_schema_extra=not_null("patient", "cabinet", "date", "diagnosis", "treatment")
     )
 

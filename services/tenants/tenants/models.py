@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 from common.db import UTCDateTime, utcnow
 from common.openapi import SPACE, not_null, trimmed_text
-from pydantic import ConfigDict, WithJsonSchema, field_validator
+from pydantic import WithJsonSchema, field_validator
 from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
+from sqlmodel.main import SQLModelConfig
 
 NAME_MAX_LENGTH = 255
 SCHEMA_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -156,7 +157,7 @@ class TenantUpdate(SQLModel):
     name: Annotated[str, NAME] | None = None
     schema_name: Annotated[str, SCHEMA_NAME] | None = None
     domain_url: Annotated[str, HOSTNAME] | None = None
-    model_config = ConfigDict(json_schema_extra=not_null("name", "schema_name", "domain_url"))
+    model_config = SQLModelConfig(json_schema_extra=not_null("name", "schema_name", "domain_url"))
 
     _name = field_validator("name", mode="before")(clean_name)
     _schema_name = field_validator("schema_name", mode="before")(strip_schema_name)

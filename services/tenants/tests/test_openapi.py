@@ -3,7 +3,6 @@
 from typing import Any
 
 from common.testing import check_openapi_document
-
 from tenants.main import create_app
 
 
