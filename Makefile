@@ -46,7 +46,7 @@ migrate: install ## apply every migration: tenants, auth, each clinic tenant (MI
 	$(UV) run --frozen dentiapro migrate $(MIGRATE_ARGS)
 
 # The same Schemathesis run as CI's (tests/e2e/test_openapi_fuzz.py), with a long budget:
-# FUZZ_SECONDS per run (five runs when the services' own documents are fuzzed).
+# FUZZ_SECONDS per run of Schemathesis (three: auth, clinic and tenants), examples permitting.
 fuzz: install ## fuzz every operation with Schemathesis for ~10 minutes (FUZZ_SECONDS, FUZZ_MAX_EXAMPLES)
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-150} FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} \
 	  $(UV) run --frozen pytest -p no:xdist tests/e2e/test_openapi_fuzz.py
