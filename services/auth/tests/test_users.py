@@ -433,3 +433,14 @@ def test_a_deactivated_admin_loses_access_at_once(
     response = client.get("/api/auth/users/", headers=as_admin)
 
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/auth/users/", "/api/auth/invitations/"])
+def test_a_tenant_filter_with_a_nul_character_is_a_400(
+    client: httpx.Client, as_superuser: dict[str, str], path: str
+) -> None:
+    # The document allows any text but NUL there: PostgreSQL refuses it in a parameter.
+    response = client.get(path, params={"tenant": "pub\x00lic"}, headers=as_superuser)
+
+    assert response.status_code == 400
+    assert response.json() == {"tenant": ["Null characters are not allowed."]}

@@ -8,6 +8,7 @@ from common.errors import AuthenticationFailed, PermissionDenied, ValidationFail
 from common.openapi import raises
 from common.tokens import CurrentPrincipal, TokenVerifier
 from fastapi import Depends, Path, Query, Request
+from pydantic import WithJsonSchema
 
 from auth import crud
 from auth.keys import KeyRing
@@ -131,7 +132,12 @@ async def registration_tenant(
 
 @raises(400)
 async def tenant_filter(
-    tenant: Annotated[str | None, Query(description="schema_name (superusers only)")] = None,
+    tenant: Annotated[
+        str | None,
+        Query(description="schema_name (superusers only)"),
+        # Any text but a NUL (a 400: PostgreSQL refuses it in a parameter).
+        WithJsonSchema({"type": "string", "pattern": r"^[^\x00]*$"}),
+    ] = None,
 ) -> str | None:
     """A list's ``?tenant=`` (a schema_name; honoured for superusers only), or None."""
     value = (tenant or "").strip()
