@@ -13,7 +13,8 @@ Errors are declared where they are raised:
 ``build_document`` also gives a route that depends on ``get_principal`` the bearer
 ``securityScheme``, removes FastAPI's 422 (never sent: ``common.errors`` answers 400), leaves
 out ``/internal/`` and ``/metrics/``, and marks ``id``, ``created_at`` and ``updated_at``
-``readOnly``. Field rules live in the request models (``trimmed_text`` and friends below).
+``readOnly``. Field rules live in the request models, in JSON Schema beside their validators
+(``trimmed_text``, ``SPACE``, ``not_null`` below help them say it exactly).
 """
 
 from collections.abc import Callable, Iterator
@@ -105,6 +106,13 @@ def raises(*statuses: int) -> Callable[[F], F]:
     return mark
 
 
+def authenticates(dependency: F) -> F:
+    """Mark the dependency that verifies the bearer token (401): its routes carry the bearer
+    security scheme."""
+    dependency.__dict__["_openapi_authenticates"] = True
+    return raises(401)(dependency)
+
+
 # --- field rules as JSON Schema (the models' validators stay the one enforcement) ---
 
 
@@ -124,14 +132,6 @@ def trimmed_text(max_length: int, *, blank: bool = False) -> dict[str, Any]:
     if blank:
         return {"type": "string", "pattern": rf"^{SPACE}*(?:{core})?{SPACE}*$"}
     return {"type": "string", "minLength": 1, "pattern": rf"^{SPACE}*{core}{SPACE}*$"}
-
-
-def bounded_text(max_length: int, *, blank: bool = False) -> dict[str, Any]:
-    """Text of at most ``max_length`` characters as sent; unless ``blank``, not only spaces."""
-    schema: dict[str, Any] = {"type": "string", "maxLength": max_length}
-    if not blank:
-        schema |= {"minLength": 1, "pattern": NON_SPACE}
-    return schema
 
 
 def not_null(*fields: str) -> Callable[[dict[str, Any]], None]:
@@ -168,16 +168,10 @@ def _declared_errors(route: RouteContext) -> set[int]:
 
 
 def _authenticated(route: RouteContext) -> bool:
-    # The token check is the dependency that raises 401 (``common.tokens.get_principal``).
+    # The token check marked ``@authenticates`` (``common.tokens.get_principal``).
     return any(
         getattr(sub.call, "_openapi_authenticates", False) for sub in _dependencies(route.dependant)
     )
-
-
-def authenticates(dependency: F) -> F:
-    """Mark the dependency that verifies the bearer token: its routes carry the security."""
-    dependency.__dict__["_openapi_authenticates"] = True
-    return raises(401)(dependency)
 
 
 def _route_errors(route: RouteContext, path: str, method: str) -> set[int]:
