@@ -107,10 +107,17 @@ def schemathesis(document: Path, gateway: str, token: str, *filters: str) -> str
         *(["--max-time", SECONDS] if SECONDS else []),
         *filters,
     ]
-    # fuzz_hooks.py, beside this file, is imported by name (schemathesis.toml's ``hooks``).
+    # fuzz_hooks.py, beside this file, is imported by name (schemathesis.toml's ``hooks``);
+    # Schemathesis keeps its cache of examples in the working directory: the document's.
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=3600, check=False, env=env
+        command,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+        env=env,
+        cwd=document.parent,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
