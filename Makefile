@@ -48,7 +48,7 @@ migrate: install ## apply every migration: tenants, auth, each clinic tenant (MI
 # The same Schemathesis run as CI's (tests/e2e/test_openapi_fuzz.py), with a long budget:
 # FUZZ_SECONDS per run of Schemathesis (three: auth, clinic and tenants), examples permitting.
 fuzz: install ## fuzz every operation with Schemathesis for ~10 minutes (FUZZ_SECONDS, FUZZ_MAX_EXAMPLES)
-	FUZZ_SECONDS=$${FUZZ_SECONDS:-150} FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} \
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-180} FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} \
 	  $(UV) run --frozen pytest -p no:xdist tests/e2e/test_openapi_fuzz.py
 
 bench: install ## benchmark the whole system on PostgreSQL beside the DRF peer (docs/performance.md)
