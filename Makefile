@@ -11,7 +11,7 @@ PYTHON ?= python3
 PYTEST_WORKERS ?= 2
 TEST_PATHS := libs/common/tests services/auth/tests services/tenants/tests services/clinic/tests gateway/tests cli/tests deploy/tests tests/e2e tests/bench
 
-.PHONY: help install run test lint fmt migrate bench
+.PHONY: help install run test lint fmt migrate bench fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,6 +44,12 @@ fmt: install ## format and fix what ruff can
 
 migrate: install ## apply every migration: tenants, auth, each clinic tenant (MIGRATE_ARGS="--help")
 	$(UV) run --frozen dentiapro migrate $(MIGRATE_ARGS)
+
+# The same Schemathesis run as CI's (tests/e2e/test_openapi_fuzz.py), with a long budget:
+# FUZZ_SECONDS per run of Schemathesis (three: auth, clinic and tenants), examples permitting.
+fuzz: install ## fuzz every operation with Schemathesis for ~10 minutes (FUZZ_SECONDS, FUZZ_MAX_EXAMPLES)
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-180} FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} \
+	  $(UV) run --frozen pytest -p no:xdist tests/e2e/test_openapi_fuzz.py
 
 bench: install ## benchmark the whole system on PostgreSQL beside the DRF peer (docs/performance.md)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

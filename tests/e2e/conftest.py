@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,13 @@ class RunningSystem:
         return httpx.Client(base_url=self.url, timeout=15, **kwargs)
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def running(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def started_system(
+    backend: str, base: Path, env_overrides: dict[str, str] | None = None
 ) -> Iterator[RunningSystem]:
-    backend: str = request.param
-    env = dict(SYSTEM_ENV)
+    """A whole system on ``backend`` under ``base`` (with SYSTEM_ENV and ``env_overrides``),
+    stopped, and its PostgreSQL databases dropped, on exit."""
+    env = {**SYSTEM_ENV, **(env_overrides or {})}
     databases: list[str] = []
     if backend == "postgresql":
         require_postgres()
@@ -82,7 +84,6 @@ def running(
             "DENTIAPRO_ADMIN_PASSWORD": admin_password,
         }
     )
-    base = tmp_path_factory.mktemp(f"e2e-{backend}")
     processes = launcher.System(
         ports=launcher.Ports.free(), data_dir=base / "data", env=env, log_dir=base / "logs"
     )
@@ -96,6 +97,15 @@ def running(
         processes.stop()
         for url in databases:
             drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def running(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningSystem]:
+    backend: str = request.param
+    with started_system(backend, tmp_path_factory.mktemp(f"e2e-{backend}")) as system:
+        yield system
 
 
 @pytest.fixture
@@ -204,3 +214,16 @@ def wait_until(condition: Any, timeout: float, message: str) -> None:
 def eventually() -> Any:
     """``eventually(condition, timeout, message)``: poll until ``condition()`` is true."""
     return wait_until
+
+
+@pytest.fixture(scope="module")
+def own_api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    """The calls of ``Api`` on a system of the test module's own, on PostgreSQL: for tests that
+    delete or rename what other tests rely on. The module's ``SYSTEM_OVERRIDES`` (a dict) add
+    to the system's environment."""
+    overrides: dict[str, str] = getattr(request.module, "SYSTEM_OVERRIDES", {})
+    base = tmp_path_factory.mktemp("own")
+    with started_system("postgresql", base, overrides) as system, system.client() as client:
+        yield Api(client, system)

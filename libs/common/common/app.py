@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.types import ASGIApp
 
-from common import tracing
+from common import openapi, tracing
 from common.db import create_async_db_engine, create_db_engine, ping_async, upgrade
 from common.errors import install_error_handlers
 from common.health import HealthCheck, health_router
@@ -180,6 +180,7 @@ def create_app(
     if verifier is not None:
         app.state.token_verifier = verifier
     install_error_handlers(app)
+    openapi.install(app)
     # Routes are matched in order: the service's own first, they take nearly every request.
     for router in routers:
         app.include_router(router)

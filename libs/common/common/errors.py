@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -191,15 +192,30 @@ async def _request_validation_error(_: Request, exc: Exception) -> Response:
     return _json(400, validation_errors_to_fields(errors))
 
 
-async def _http_exception(_: Request, exc: Exception) -> Response:
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """Every method some route serves ``path`` with (Starlette's 405 names only the first
+    route's), HEAD beside GET (the service middleware answers it)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= route.methods or set()
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         detail = NotFound.default_detail
     elif exc.status_code == 405:
         detail = "Method not allowed."
+        headers["Allow"] = allowed_methods(request.app, request.url.path)
     else:
         detail = str(exc.detail)
-    return _json(exc.status_code, {"detail": detail}, exc.headers)
+    return _json(exc.status_code, {"detail": detail}, headers)
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:

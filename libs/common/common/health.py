@@ -32,12 +32,47 @@ async def _run_check(app: FastAPI, check: HealthCheck, timeout: float) -> dict[s
     return {"status": "pass", "time_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
+_CHECK = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["pass", "fail"]},
+        "time_ms": {"type": "number"},
+        "output": {"type": "string"},
+    },
+    "required": ["status"],
+}
+_REPORT = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["pass", "fail"]},
+        "service": {"type": "string"},
+        "version": {"type": "string"},
+        "checks": {"type": "object", "additionalProperties": _CHECK},
+    },
+    "required": ["status", "service", "version", "checks"],
+}
+HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Every check passes",
+        "content": {"application/json": {"schema": _REPORT}},
+    },
+    503: {
+        "description": "A check fails (the body says which)",
+        "content": {"application/json": {"schema": _REPORT}},
+    },
+}
+
+
 def health_router(
     service: str, version: str, checks: Mapping[str, HealthCheck], timeout: float
 ) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/health/", summary="Readiness: the service and its dependencies")
+    @router.get(
+        "/health/",
+        summary="Readiness: the service and its dependencies",
+        responses=HEALTH_RESPONSES,
+    )
     async def health(request: Request) -> JSONResponse:
         names = list(checks)
         results = await asyncio.gather(

@@ -21,7 +21,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
+from pydantic import WithJsonSchema
 from sqlalchemy import (
+    BigInteger,
     BindParameter,
     ColumnElement,
     FromClause,
@@ -39,6 +41,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Mapped
 
 from common.db import as_utc
 from common.errors import NotFound, ValidationFailed
+from common.openapi import raises
 from common.pagination import (
     DEFAULT_PAGE_SIZE,
     INVALID_PAGE,
@@ -86,6 +89,9 @@ def search_terms(search: str) -> list[str]:
 
 # --- the pipeline ---
 
+# ?page=: a number from 1 (9 digits at most, else it is past any end), or the last page.
+PAGE_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1}, {"const": LAST_PAGE}]}
+
 
 @dataclass(frozen=True, slots=True)
 class ListQuery:
@@ -95,22 +101,36 @@ class ListQuery:
     filters: ListFilters
 
 
+@raises(400, 404)
 async def list_query(
     request: Request,
-    page: Annotated[str, Query(description="Page number from 1, or `last`.")] = "1",
+    page: Annotated[
+        str | None,
+        Query(description="Page number from 1, or `last`; past the end or not a number: 404."),
+        WithJsonSchema(PAGE_SCHEMA),
+    ] = None,
     page_size: Annotated[
         str | None,
         Query(description=f"Results per page (default {DEFAULT_PAGE_SIZE}, at most 200)."),
+        WithJsonSchema({"type": "integer", "minimum": 1}),
     ] = None,
     search: Annotated[str, Query(description="Case-insensitive search terms.")] = "",
-    ordering: Annotated[str, Query(description="Comma-separated fields, `-` for descending.")] = "",
+    ordering: Annotated[
+        str,
+        Query(
+            description="Comma-separated fields, `-` for descending; unknown fields are "
+            "ignored (as DRF's OrderingFilter does)."
+        ),
+    ] = "",
     updated_after: Annotated[
-        str | None, Query(description="Only records updated at or after this ISO date-time.")
+        str | None,
+        Query(description="Only records updated at or after this ISO date-time."),
+        WithJsonSchema({"type": "string", "format": "date-time"}),
     ] = None,
 ) -> ListQuery:
     """The dependency of every list route (no I/O)."""
     paging = PageRequest(
-        page=page.strip(),
+        page="1" if page is None else page.strip(),
         size=parse_page_size(page_size),
         base_url=f"{public_base_url(request)}{request.url.path}",
         params=tuple((k, v) for k, v in request.query_params.multi_items() if k != "page"),
@@ -227,7 +247,8 @@ class Listing:
             .where(*conditions)
             .order_by(*clauses)
             .limit(bindparam("page_limit", type_=Integer))
-            .offset(bindparam("page_offset", type_=Integer))
+            # 64-bit: page 10,000,000 of 200 is past a 32-bit offset (a 500 on PostgreSQL).
+            .offset(bindparam("page_offset", type_=BigInteger))
         )
         if len(self._statements) >= MAX_CACHED_SHAPES:
             self._statements.pop(next(iter(self._statements)))

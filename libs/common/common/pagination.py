@@ -2,7 +2,8 @@
 
 ``?page=`` counts from 1 (``last`` also works, as in DRF); anything else that is not a page of
 the result is a 404 ``{"detail": "Invalid page."}``. ``?page_size=`` defaults to 50 and is
-capped at 200; an unusable value falls back to the default, as DRF does. ``next``/``previous``
+capped at 200; anything but a whole number from 1 is a 400 on it (DESIGN.md: a parameter that
+should be a number and is not one), not DRF's silent fallback to the default. ``next``/``previous``
 are absolute URLs as the client sees them through the gateway (``X-Forwarded-*``).
 
 ``common.listing.list_query`` parses ``?page=`` and ``?page_size=`` into a ``PageRequest``.
@@ -16,7 +17,7 @@ from urllib.parse import urlencode
 from fastapi import Request
 from pydantic import BaseModel
 
-from common.errors import NotFound
+from common.errors import NotFound, ValidationFailed
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -53,7 +54,8 @@ class PageRequest:
 
         ``last`` needs the count: use ``number(count)`` for it.
         """
-        if not self.page.isdecimal() or len(self.page) > MAX_DIGITS or int(self.page) < 1:
+        page = self.page
+        if not (page.isascii() and page.isdecimal()) or len(page) > MAX_DIGITS or int(page) < 1:
             raise NotFound(INVALID_PAGE)
         return int(self.page)
 
@@ -117,9 +119,20 @@ def _has_port(host: str) -> bool:
     return host.rsplit("]", 1)[-1].count(":") == 1
 
 
+INVALID_INTEGER = "A valid integer is required."
+BELOW_ONE = "Ensure this value is greater than or equal to 1."
+
+
 def parse_page_size(raw: str | None) -> int:
-    """``?page_size=``: the default unless a positive number; at most ``MAX_PAGE_SIZE``."""
-    text = (raw or "").strip()
-    if text.isdecimal() and len(text) <= MAX_DIGITS and int(text) > 0:
-        return min(int(text), MAX_PAGE_SIZE)
-    return DEFAULT_PAGE_SIZE
+    """``?page_size=``: the default when absent, at most ``MAX_PAGE_SIZE``; 400 unless a whole
+    number (ASCII digits: ``"³".isdecimal()`` is false, ``"٣"`` is true) from 1."""
+    if raw is None:
+        return DEFAULT_PAGE_SIZE
+    text = raw.strip()
+    if not (text.isascii() and text.isdecimal()):
+        raise ValidationFailed({"page_size": INVALID_INTEGER})
+    # A long run of digits is a large number: capped, and never handed to int() whole.
+    size = int(text) if len(text) <= MAX_DIGITS else MAX_PAGE_SIZE
+    if size < 1:
+        raise ValidationFailed({"page_size": BELOW_ONE})
+    return min(size, MAX_PAGE_SIZE)

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import hmac
 import json
+import re
 import socket
 import threading
 import time
@@ -412,3 +413,43 @@ def _any_value(value: Any) -> Any:
     if kind == "kvlist_value":
         return {item.key: _any_value(item.value) for item in value.kvlist_value.values}
     return getattr(value, kind)
+
+
+def check_openapi_document(document: dict[str, Any], *, public: set[str]) -> None:
+    """What DESIGN.md section 5 asks of a service's OpenAPI document (``common.openapi``);
+    ``public`` are the paths whose operations need no token."""
+    assert document["openapi"] == "3.1.0"
+    text = json.dumps(document)
+    assert '"422"' not in text
+    assert "HTTPValidationError" not in text
+    for reference in set(re.findall(r'"\$ref": "#/([^"]+)"', text)):
+        target: Any = document
+        for part in reference.split("/"):
+            assert part in target, f"unresolved $ref #/{reference}"
+            target = target[part]
+    for schema in document["components"]["schemas"].values():
+        for name in ("id", "created_at", "updated_at"):
+            if name in schema.get("properties", {}):
+                assert schema["properties"][name].get("readOnly") is True, name
+    for path, item in document["paths"].items():
+        assert not path.startswith(("/internal/", "/metrics")), path
+        for method, operation in item.items():
+            where = f"{method.upper()} {path}"
+            statuses = set(operation["responses"])
+            if path in public or not path.startswith("/api/"):
+                assert "security" not in operation, where
+            else:
+                assert operation.get("security") == [{"bearerAuth": []}], where
+                assert "401" in statuses, where
+                www = operation["responses"]["401"]["headers"]["WWW-Authenticate"]
+                assert www["required"] is True, where
+            if path.startswith("/api/"):
+                assert "503" in statuses, where
+            if "{" in path:
+                assert "404" in statuses, where
+            if method in ("post", "put", "patch"):
+                assert {"400", "413", "415"} <= statuses, where
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert "application/json" in response["content"], f"{where} {status}"
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"

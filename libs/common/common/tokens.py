@@ -21,6 +21,7 @@ import jwt
 from fastapi import Depends, FastAPI, Request
 
 from common.errors import NotAuthenticated, PermissionDenied, ServiceUnavailable, TokenInvalid
+from common.openapi import authenticates, raises
 
 log = logging.getLogger("dentiapro.tokens")
 
@@ -271,6 +272,7 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
+@authenticates
 async def get_principal(request: Request) -> Principal:
     """The verified caller; 401 without a valid access token. Dependency for protected routes."""
     token = bearer_token(request.headers.get("authorization"))
@@ -286,6 +288,7 @@ async def get_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
+@raises(403)
 async def require_superuser(principal: CurrentPrincipal) -> Principal:
     if not principal.is_superuser:
         raise PermissionDenied()

@@ -4,13 +4,15 @@ import re
 import unicodedata
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from common.db import UTCDateTime, utcnow
+from common.openapi import NON_SPACE, SPACE, not_null, trimmed_text
 from email_validator import EmailNotValidError, validate_email
-from pydantic import ValidationInfo, field_validator
+from pydantic import ValidationInfo, WithJsonSchema, field_validator
 from sqlalchemy import Column, ForeignKey, Index, Integer, Text
 from sqlmodel import Field, SQLModel
+from sqlmodel.main import SQLModelConfig
 
 from auth.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 from auth.passwords import password_problems, too_long
@@ -45,6 +47,26 @@ def username_key(username: str) -> str:
     """The case-insensitive identity of a username, computed here so both backends agree
     (SQLite's ``lower()`` only folds ASCII)."""
     return normalize_username(username).casefold()
+
+
+# The field rules as JSON Schema (the validators below stay the one enforcement). What it cannot
+# say - a password's strength, a username or invitation in use - stays a 400 of the service.
+USERNAME = WithJsonSchema(
+    {"type": "string", "pattern": rf"^{SPACE}*[\w.@+-]{{1,{USERNAME_MAX_LENGTH}}}{SPACE}*$"}
+)
+EMAIL = WithJsonSchema({"type": "string", "format": "email", "maxLength": EMAIL_MAX_LENGTH})
+PASSWORD = WithJsonSchema({"type": "string", "minLength": 1, "maxLength": PASSWORD_MAX_LENGTH})
+NOT_BLANK = WithJsonSchema({"type": "string", "pattern": NON_SPACE})
+ROLE = WithJsonSchema({"enum": ["admin", "staff"]})
+TENANT = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "pattern": rf"^{SPACE}*[a-z][a-z0-9_]{{0,62}}{SPACE}*$"},
+            {"type": "string", "pattern": rf"^{SPACE}*$", "description": "blank: the caller's"},
+            {"type": "null"},
+        ]
+    }
+)
 
 
 class RequestBody(SQLModel):
@@ -97,9 +119,9 @@ def normalize_email(value: str) -> str:
 class UserRegister(RequestBody):
     """Registration body. Field order matters: the password is checked against the others."""
 
-    username: str
-    email: str
-    password: str
+    username: Annotated[str, USERNAME]
+    email: Annotated[str, EMAIL]
+    password: Annotated[str, PASSWORD]
     # An invitation's token: the account is created active, with the invitation's role, in
     # its tenant. Without one: a pending staff account (an admin of the tenant activates it).
     invitation: str | None = None
@@ -160,7 +182,8 @@ class UserDetail(UserPublic):
 
 class UserUpdate(RequestBody):
     is_active: bool | None = None
-    role: str | None = None
+    role: Annotated[str, ROLE] | None = None
+    model_config = SQLModelConfig(json_schema_extra=not_null("is_active", "role"))
 
     @field_validator("is_active", "role", mode="before")
     @classmethod
@@ -206,11 +229,11 @@ class Invitation(SQLModel, table=True):
 
 
 class InvitationCreate(RequestBody):
-    email: str
-    role: str
+    email: Annotated[str, EMAIL]
+    role: Annotated[str, ROLE]
     # A schema_name: superusers invite into any tenant; an admin only into its own (the
     # default when absent).
-    tenant: str | None = None
+    tenant: Annotated[str | None, TENANT] = None
 
     @field_validator("email")
     @classmethod
@@ -256,8 +279,8 @@ class InvitationCreated(InvitationPublic):
 
 
 class LoginRequest(RequestBody):
-    username: str
-    password: str
+    username: Annotated[str, WithJsonSchema(trimmed_text(USERNAME_MAX_LENGTH))]
+    password: Annotated[str, PASSWORD]
 
     @field_validator("username")
     @classmethod
@@ -279,7 +302,7 @@ class LoginRequest(RequestBody):
 
 
 class RefreshRequest(RequestBody):
-    refresh: str
+    refresh: Annotated[str, NOT_BLANK]
 
     @field_validator("refresh")
     @classmethod

@@ -144,7 +144,7 @@ def test_invalid_pages_are_a_404(client: httpx.Client, as_admin: dict[str, str])
         assert response.json() == INVALID_PAGE
 
 
-def test_page_size_is_capped_at_200_and_a_bad_one_means_the_default(
+def test_page_size_is_capped_at_200_and_a_bad_one_is_a_400(
     client: httpx.Client, as_superuser: dict[str, str], db: Session
 ) -> None:
     now = utcnow()
@@ -163,11 +163,15 @@ def test_page_size_is_capped_at_200_and_a_bad_one_means_the_default(
     db.commit()
 
     capped = client.get("/api/auth/users/?tenant=clinic_c&page_size=1000", headers=as_superuser)
-    default = client.get("/api/auth/users/?tenant=clinic_c&page_size=zero", headers=as_superuser)
+    bad = client.get("/api/auth/users/?tenant=clinic_c&page_size=zero", headers=as_superuser)
+    default = client.get("/api/auth/users/?tenant=clinic_c", headers=as_superuser)
 
     assert capped.json()["count"] == 205
     assert len(capped.json()["results"]) == 200
     assert len(default.json()["results"]) == 50
+    # DESIGN.md: a parameter that should be a number and is not one is a 400 on it.
+    assert bad.status_code == 400
+    assert bad.json() == {"page_size": ["A valid integer is required."]}
 
 
 def test_the_last_page_is_reachable_by_name(
@@ -429,3 +433,14 @@ def test_a_deactivated_admin_loses_access_at_once(
     response = client.get("/api/auth/users/", headers=as_admin)
 
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/auth/users/", "/api/auth/invitations/"])
+def test_a_tenant_filter_with_a_nul_character_is_a_400(
+    client: httpx.Client, as_superuser: dict[str, str], path: str
+) -> None:
+    # The document allows any text but NUL there: PostgreSQL refuses it in a parameter.
+    response = client.get(path, params={"tenant": "pub\x00lic"}, headers=as_superuser)
+
+    assert response.status_code == 400
+    assert response.json() == {"tenant": ["Null characters are not allowed."]}

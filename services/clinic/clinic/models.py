@@ -12,12 +12,14 @@ from typing import Annotated, Any
 
 from common.db import DatetimeOutOfRange, UTCDateTime, as_utc, utcnow
 from common.listing import utc_datetime
+from common.openapi import SPACE, not_null, trimmed_text
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BeforeValidator, field_validator
+from pydantic import BeforeValidator, WithJsonSchema, field_validator
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
+from sqlmodel.main import SQLModelConfig
 
 NAME_MAX = 255
 ADDRESS_MAX = 500
@@ -154,15 +156,47 @@ def _record_id(value: Any) -> int:
     raise ValueError(f"Incorrect type. Expected pk value, received {type(value).__name__}.")
 
 
-Name = Annotated[str, _bounded_text(NAME_MAX)]
-Address = Annotated[str, _bounded_text(ADDRESS_MAX)]
-Phone = Annotated[str, BeforeValidator(_phone)]
-Email = Annotated[str | None, BeforeValidator(_email)]
-Birthdate = Annotated[date, BeforeValidator(_birthdate)]
-When = Annotated[datetime, BeforeValidator(parse_datetime)]
-Diagnosis = Annotated[str, _bounded_text(TEXT_MAX)]
-Treatment = Annotated[str, _bounded_text(TEXT_MAX, allow_blank=True)]
-RecordId = Annotated[int, BeforeValidator(_record_id)]
+# The JSON Schema of each rule, as exact as JSON Schema can say it (DESIGN.md section 5); what
+# it cannot say (a birthdate not in the future, an id that exists) stays a 400 of the service.
+PHONE_SCHEMA = {
+    "type": "string",
+    "description": "6 to 20 digits, optionally a leading +, spaces, dashes, dots, parentheses.",
+    "pattern": rf"^{SPACE}*(?=[+0-9 ().\-]{{1,{PHONE_MAX}}}{SPACE}*$)"
+    rf"\+?(?:[ ().\-]*[0-9]){{6,20}}[ ().\-]*{SPACE}*$",
+}
+EMAIL_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "format": "email", "maxLength": EMAIL_MAX},
+        {"type": "string", "pattern": rf"^{SPACE}*$", "description": "blank: no email"},
+        {"type": "null"},
+    ]
+}
+# An ISO date (YYYY-MM-DD) from 1900; the service refuses one in the future, or one that is
+# not in the calendar (a 400 on the field). The pattern alone: with format "date" beside it,
+# generators filter too much to be of use.
+BIRTHDATE_SCHEMA = {
+    "type": "string",
+    "pattern": r"^(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])$",
+}
+DATETIME_SCHEMA = {"type": "string", "format": "date-time"}
+# A record's id, as a number or a numeric string (as DRF accepts); it must exist (else 400).
+RECORD_ID_SCHEMA = {
+    "anyOf": [{"type": "integer"}, {"type": "string", "pattern": rf"^{SPACE}*[0-9]+{SPACE}*$"}]
+}
+
+Name = Annotated[str, _bounded_text(NAME_MAX), WithJsonSchema(trimmed_text(NAME_MAX))]
+Address = Annotated[str, _bounded_text(ADDRESS_MAX), WithJsonSchema(trimmed_text(ADDRESS_MAX))]
+Phone = Annotated[str, BeforeValidator(_phone), WithJsonSchema(PHONE_SCHEMA)]
+Email = Annotated[str | None, BeforeValidator(_email), WithJsonSchema(EMAIL_SCHEMA)]
+Birthdate = Annotated[date, BeforeValidator(_birthdate), WithJsonSchema(BIRTHDATE_SCHEMA)]
+When = Annotated[datetime, BeforeValidator(parse_datetime), WithJsonSchema(DATETIME_SCHEMA)]
+Diagnosis = Annotated[str, _bounded_text(TEXT_MAX), WithJsonSchema(trimmed_text(TEXT_MAX))]
+Treatment = Annotated[
+    str,
+    _bounded_text(TEXT_MAX, allow_blank=True),
+    WithJsonSchema(trimmed_text(TEXT_MAX, blank=True)),
+]
+RecordId = Annotated[int, BeforeValidator(_record_id), WithJsonSchema(RECORD_ID_SCHEMA)]
 
 
 def _reject_null(value: Any) -> Any:
@@ -218,6 +252,7 @@ class CabinetUpdate(SQLModel):
     contact_number: Phone | None = None
 
     _not_null = field_validator("name", "address", "contact_number", mode="before")(_reject_null)
+    model_config = SQLModelConfig(json_schema_extra=not_null("name", "address", "contact_number"))
 
 
 # Responses declare plain types: stored values are already valid, so the input rules
@@ -265,6 +300,7 @@ class PatientUpdate(SQLModel):
     email: Email = None
 
     _not_null = field_validator("name", "birthdate", "contact_number", mode="before")(_reject_null)
+    model_config = SQLModelConfig(json_schema_extra=not_null("name", "birthdate", "contact_number"))
 
 
 class PatientPublic(Timestamps):
@@ -329,6 +365,9 @@ class ConsultationUpdate(SQLModel):
     _not_null = field_validator(
         "patient", "cabinet", "date", "diagnosis", "treatment", mode="before"
     )(_reject_null)
+    model_config = SQLModelConfig(
+        json_schema_extra=not_null("patient", "cabinet", "date", "diagnosis", "treatment")
+    )
 
 
 class ConsultationPublic(Timestamps):

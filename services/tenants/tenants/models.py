@@ -6,12 +6,14 @@ the settings (uniqueness, reserved names, immutability) live in ``crud``.
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from common.db import UTCDateTime, utcnow
-from pydantic import field_validator
+from common.openapi import SPACE, not_null, trimmed_text
+from pydantic import WithJsonSchema, field_validator
 from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
+from sqlmodel.main import SQLModelConfig
 
 NAME_MAX_LENGTH = 255
 SCHEMA_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -79,10 +81,28 @@ def clean_domain_url(value: Any) -> Any:
     return value
 
 
+# The rules as JSON Schema (trimmed first, as the validators do). What it cannot say - a
+# reserved schema_name, a value another tenant holds - stays a 400 of the service.
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+NAME = WithJsonSchema(trimmed_text(NAME_MAX_LENGTH), mode="validation")
+SCHEMA_NAME = WithJsonSchema(
+    {"type": "string", "pattern": rf"^{SPACE}*[a-z][a-z0-9_]{{0,62}}{SPACE}*$"}, mode="validation"
+)
+HOSTNAME = WithJsonSchema(
+    {
+        "type": "string",
+        "description": "A hostname (no scheme, port, path or spaces), stored in lower case.",
+        "pattern": rf"^{SPACE}*(?=[A-Za-z0-9.-]{{1,{HOSTNAME_MAX_LENGTH}}}{SPACE}*$)"
+        rf"{_LABEL}(?:\.{_LABEL})*{SPACE}*$",
+    },
+    mode="validation",
+)
+
+
 class TenantBase(SQLModel):
-    name: str = Field(max_length=NAME_MAX_LENGTH)
-    schema_name: str = Field(max_length=63)
-    domain_url: str = Field(max_length=HOSTNAME_MAX_LENGTH)
+    name: Annotated[str, NAME] = Field(max_length=NAME_MAX_LENGTH)
+    schema_name: Annotated[str, SCHEMA_NAME] = Field(max_length=63)
+    domain_url: Annotated[str, HOSTNAME] = Field(max_length=HOSTNAME_MAX_LENGTH)
 
 
 class Tenant(TenantBase, table=True):
@@ -134,9 +154,10 @@ class TenantReplace(TenantBase):
 class TenantUpdate(SQLModel):
     """PATCH: any subset; an explicit null is refused like a bad value."""
 
-    name: str | None = None
-    schema_name: str | None = None
-    domain_url: str | None = None
+    name: Annotated[str, NAME] | None = None
+    schema_name: Annotated[str, SCHEMA_NAME] | None = None
+    domain_url: Annotated[str, HOSTNAME] | None = None
+    model_config = SQLModelConfig(json_schema_extra=not_null("name", "schema_name", "domain_url"))
 
     _name = field_validator("name", mode="before")(clean_name)
     _schema_name = field_validator("schema_name", mode="before")(strip_schema_name)

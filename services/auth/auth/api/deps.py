@@ -5,8 +5,10 @@ from typing import Annotated
 
 from common.db import SessionDep
 from common.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
+from common.openapi import raises
 from common.tokens import CurrentPrincipal, TokenVerifier
 from fastapi import Depends, Path, Query, Request
+from pydantic import WithJsonSchema
 
 from auth import crud
 from auth.keys import KeyRing
@@ -77,6 +79,7 @@ async def get_current_user(session: SessionDep, principal: CurrentPrincipal) -> 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
+@raises(403)
 async def get_admin_user(user: CurrentUser) -> User:
     """A tenant admin or a superuser (403 for staff)."""
     if not (user.is_superuser or user.role == Role.ADMIN):
@@ -127,8 +130,14 @@ async def registration_tenant(
     return tenant.schema_name
 
 
+@raises(400)
 async def tenant_filter(
-    tenant: Annotated[str | None, Query(description="schema_name (superusers only)")] = None,
+    tenant: Annotated[
+        str | None,
+        Query(description="schema_name (superusers only)"),
+        # Any text but a NUL (a 400: PostgreSQL refuses it in a parameter).
+        WithJsonSchema({"type": "string", "pattern": r"^[^\x00]*$"}),
+    ] = None,
 ) -> str | None:
     """A list's ``?tenant=`` (a schema_name; honoured for superusers only), or None."""
     value = (tenant or "").strip()

@@ -10,18 +10,28 @@ from typing import Annotated
 
 from common.errors import PermissionDenied, ValidationFailed
 from common.listing import ListQueryDep, PageResult
+from common.openapi import SPACE, raises
 from common.pagination import Page
 from common.tokens import CurrentPrincipal, Principal
 from fastapi import APIRouter, Depends, Query
+from pydantic import WithJsonSchema
 
 from clinic import crud
-from clinic.api.deps import AUTHENTICATED, TenantDb, date_or_datetime, record_id
+from clinic.api.deps import (
+    AUTHENTICATED,
+    DATE_OR_DATETIME,
+    ID_FILTER,
+    TenantDb,
+    date_or_datetime,
+    record_id,
+)
 from clinic.crud import day_start
 from clinic.models import AUDIT_ACTIONS, AUDIT_RESOURCES, MAX_ID, AuditEventPublic
 
 INVALID_CHOICE = "Select a valid choice. {} is not one of the available choices."
 
 
+@raises(403)
 async def require_admin(principal: CurrentPrincipal) -> Principal:
     """The tenant's admins (and platform superusers) read the trail; staff get a 403."""
     if principal.role != "admin" and not principal.is_superuser:
@@ -36,20 +46,39 @@ router = APIRouter(
 )
 
 
+def _choice(choices: tuple[str, ...]) -> WithJsonSchema:
+    # Trimmed before it is compared; blank: no filter.
+    padded = rf"^{SPACE}*(?:{'|'.join(choices)})?{SPACE}*$"
+    return WithJsonSchema({"type": "string", "pattern": padded, "examples": list(choices)})
+
+
+@raises(400)
 async def audit_filters(
-    resource: Annotated[str | None, Query(description="cabinet, patient or consultation.")] = None,
-    resource_id: Annotated[
-        str | None, Query(description="Events that concern this record (its view, or a list).")
+    resource: Annotated[
+        str | None,
+        Query(description="cabinet, patient or consultation."),
+        _choice(AUDIT_RESOURCES),
     ] = None,
-    user_id: Annotated[str | None, Query(description="Events of this user.")] = None,
+    resource_id: Annotated[
+        str | None,
+        Query(description="Events that concern this record (its view, or a list)."),
+        ID_FILTER,
+    ] = None,
+    user_id: Annotated[str | None, Query(description="Events of this user."), ID_FILTER] = None,
     action: Annotated[
-        str | None, Query(description="view, list, create, update, delete or export.")
+        str | None,
+        Query(description="view, list, create, update, delete or export."),
+        _choice(AUDIT_ACTIONS),
     ] = None,
     after: Annotated[
-        str | None, Query(description="At or after this date-time (a date: from its start).")
+        str | None,
+        Query(description="At or after this date-time (a date: from its start)."),
+        DATE_OR_DATETIME,
     ] = None,
     before: Annotated[
-        str | None, Query(description="At or before this date-time (a date: the whole day).")
+        str | None,
+        Query(description="At or before this date-time (a date: the whole day)."),
+        DATE_OR_DATETIME,
     ] = None,
 ) -> dict[str, object]:
     """The filters as the audit listing's named filters take them (400 on a bad one)."""

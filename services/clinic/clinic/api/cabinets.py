@@ -1,6 +1,7 @@
 """/api/cabinets/: the tenant's cabinets."""
 
 from common.listing import ListQueryDep, PageResult
+from common.openapi import errors
 from common.pagination import Page
 from fastapi import APIRouter, Response
 
@@ -54,7 +55,7 @@ async def patch_cabinet(
     )
 
 
-@router.delete("/{cabinet_id}/", status_code=204, response_class=Response)
+@router.delete("/{cabinet_id}/", status_code=204, response_class=Response, responses=errors(409))
 async def delete_cabinet(cabinet: CabinetDep, db: TenantDb, audit: AuditDep) -> None:
     """Delete a cabinet; 409 while consultations reference it."""
     await crud.delete_cabinet(db=db, cabinet_id=cabinet.id, audit=audit)

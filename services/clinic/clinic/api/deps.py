@@ -13,8 +13,10 @@ from common.address import ClientAddress
 from common.errors import NotFound, TokenInvalid, ValidationFailed
 from common.listing import utc_datetime
 from common.middleware import RESPONSE_HOOKS
+from common.openapi import SPACE, raises
 from common.tokens import CurrentPrincipal, get_principal
 from fastapi import Depends, Path, Query, Request
+from pydantic import WithJsonSchema
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -88,20 +90,24 @@ async def _load(
     return record
 
 
+# A path id outside the column's range names nothing: 404 (as a non-numeric one).
+RecordPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
 async def load_cabinet(
-    cabinet_id: Annotated[int, Path()], request: Request, db: TenantDb, audit: AuditDep
+    cabinet_id: RecordPath, request: Request, db: TenantDb, audit: AuditDep
 ) -> Record:
     return await _load(request, db, audit, Cabinet, cabinet_id)
 
 
 async def load_patient(
-    patient_id: Annotated[int, Path()], request: Request, db: TenantDb, audit: AuditDep
+    patient_id: RecordPath, request: Request, db: TenantDb, audit: AuditDep
 ) -> Record:
     return await _load(request, db, audit, Patient, patient_id)
 
 
 async def load_consultation(
-    consultation_id: Annotated[int, Path()], request: Request, db: TenantDb, audit: AuditDep
+    consultation_id: RecordPath, request: Request, db: TenantDb, audit: AuditDep
 ) -> Record:
     return await _load(request, db, audit, Consultation, consultation_id)
 
@@ -127,6 +133,21 @@ def record_id(raw: str) -> int | None:
     return int(text) if len(text) <= MAX_ID_DIGITS else MAX_ID + 1
 
 
+# A filter's id: digits (one beyond the column's range names nothing), or blank: no filter.
+ID_FILTER = WithJsonSchema(
+    {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": rf"^{SPACE}*$"}]}
+)
+DATE_OR_DATETIME = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "format": "date"},
+            {"type": "string", "format": "date-time"},
+            {"type": "string", "pattern": rf"^{SPACE}*$", "description": "blank: no bound"},
+        ]
+    }
+)
+
+
 def date_or_datetime(value: str) -> date | datetime | None:
     """A bare ``YYYY-MM-DD`` stays a date (a whole day); anything else must be a date-time."""
     text = value.strip()
@@ -136,14 +157,19 @@ def date_or_datetime(value: str) -> date | datetime | None:
         return None
 
 
+@raises(400)
 async def consultation_filters(
-    patient: Annotated[str | None, Query(description="Patient id.")] = None,
-    cabinet: Annotated[str | None, Query(description="Cabinet id.")] = None,
+    patient: Annotated[str | None, Query(description="Patient id."), ID_FILTER] = None,
+    cabinet: Annotated[str | None, Query(description="Cabinet id."), ID_FILTER] = None,
     date_after: Annotated[
-        str | None, Query(description="Inclusive lower bound: a date or a date-time.")
+        str | None,
+        Query(description="Inclusive lower bound: a date or a date-time."),
+        DATE_OR_DATETIME,
     ] = None,
     date_before: Annotated[
-        str | None, Query(description="Inclusive upper bound: a date (whole day) or a date-time.")
+        str | None,
+        Query(description="Inclusive upper bound: a date (whole day) or a date-time."),
+        DATE_OR_DATETIME,
     ] = None,
 ) -> ConsultationFilters:
     errors: dict[str, str] = {}

@@ -1,6 +1,7 @@
 """/api/patients/: the tenant's patients."""
 
 from common.listing import ListQueryDep, PageResult
+from common.openapi import errors
 from common.pagination import Page
 from common.tokens import CurrentPrincipal
 from fastapi import APIRouter, Response
@@ -75,7 +76,7 @@ async def export_patient(
     return JSONResponse(bundle, media_type=FHIR_JSON)
 
 
-@router.delete("/{patient_id}/", status_code=204, response_class=Response)
+@router.delete("/{patient_id}/", status_code=204, response_class=Response, responses=errors(409))
 async def delete_patient(patient: PatientDep, db: TenantDb, audit: AuditDep) -> None:
     """Delete a patient; 409 while consultations reference it."""
     await crud.delete_patient(db=db, patient_id=patient.id, audit=audit)

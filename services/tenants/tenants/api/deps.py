@@ -19,8 +19,10 @@ async def get_settings(request: Request) -> TenantsSettings:
 SettingsDep = Annotated[TenantsSettings, Depends(get_settings)]
 
 
-# Ids beyond a 64-bit integer name nothing (and SQLite cannot bind them): a 404 like any other.
-TenantId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# Tenant ids are 32-bit integers in both databases: a larger one names nothing (a 404 like any
+# other), and must not reach PostgreSQL, which refuses the parameter (it was a 500).
+MAX_TENANT_ID = 2**31 - 1
+TenantId = Annotated[int, Path(ge=1, le=MAX_TENANT_ID)]
 
 
 async def get_tenant(tenant_id: TenantId, session: SessionDep) -> Tenant:

@@ -2,6 +2,7 @@
 
 from common.db import SessionDep
 from common.listing import ListQueryDep, PageResult
+from common.openapi import errors
 from common.pagination import Page
 from common.tokens import require_superuser
 from fastapi import APIRouter, Depends, Response
@@ -50,7 +51,7 @@ async def patch_tenant(tenant: TenantDep, changes: TenantUpdate, session: Sessio
     return await crud.update_tenant(session=session, tenant=tenant, data=changes)
 
 
-@router.delete("/{tenant_id}/", status_code=204, response_class=Response)
+@router.delete("/{tenant_id}/", status_code=204, response_class=Response, responses=errors(409))
 async def delete_tenant(tenant: TenantDep, session: SessionDep, settings: SettingsDep) -> None:
     """Hide a tenant; its data and its schema_name stay (the default tenant cannot go)."""
     await crud.delete_tenant(session=session, tenant=tenant, default_schema=settings.default_tenant)

@@ -21,10 +21,14 @@ from auth.api.deps import (
     TenantsDep,
     require_active_tenant,
 )
+from auth.api.routes import RATE_LIMITED
 from auth.models import InvitationCreate, InvitationCreated, InvitationPublic
 
 router = APIRouter(
-    prefix="/api/auth/invitations", tags=["invitations"], dependencies=[Depends(get_principal)]
+    prefix="/api/auth/invitations",
+    tags=["invitations"],
+    dependencies=[Depends(get_principal)],
+    responses=RATE_LIMITED,
 )
 
 OTHER_TENANT = "Only a superuser can invite into another tenant."

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from common.address import ClientAddress, throttle_key
 from common.db import SessionDep
 from common.errors import AuthenticationFailed, Throttled, TokenInvalid
+from common.openapi import errors
 from common.tokens import TokenVerifier
 from fastapi import APIRouter, Header, Request, Response, status
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,6 +22,7 @@ from auth.api.deps import (
     registration_tenant,
     require_active_tenant,
 )
+from auth.api.routes import RATE_LIMITED
 from auth.metrics import LOGINS
 from auth.models import (
     LoginRequest,
@@ -32,7 +34,7 @@ from auth.models import (
     UserRegister,
 )
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(prefix="/api/auth", tags=["auth"], responses=RATE_LIMITED)
 
 NO_ACTIVE_ACCOUNT = "No active account found with the given credentials"
 
@@ -69,7 +71,7 @@ async def register(
     )
 
 
-@router.post("/login/")
+@router.post("/login/", responses=errors(401))
 async def login(
     data: LoginRequest,
     session: SessionDep,
@@ -123,7 +125,7 @@ async def _recorded_refresh_token(
     return await crud.get_refresh_token(session=session, jti=str(claims["jti"]))
 
 
-@router.post("/refresh/")
+@router.post("/refresh/", responses=errors(401))
 async def refresh(
     data: RefreshRequest,
     session: SessionDep,
@@ -144,7 +146,7 @@ async def refresh(
     )
 
 
-@router.post("/logout/", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/logout/", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401))
 async def logout(data: RefreshRequest, session: SessionDep, verifier: VerifierDep) -> Response:
     """Revoke the refresh token's whole family. The refresh token is the credential."""
     token = await _recorded_refresh_token(session, verifier, data.refresh)

@@ -9,10 +9,16 @@ from fastapi import APIRouter, Depends
 
 from auth import crud
 from auth.api.deps import AdminUser, CurrentUser, RecordId, TenantFilter
+from auth.api.routes import RATE_LIMITED
 from auth.models import User, UserDetail, UserUpdate
 
 # Authentication at router level: every route added here needs a valid access token.
-router = APIRouter(prefix="/api/auth", tags=["users"], dependencies=[Depends(get_principal)])
+router = APIRouter(
+    prefix="/api/auth",
+    tags=["users"],
+    dependencies=[Depends(get_principal)],
+    responses=RATE_LIMITED,
+)
 
 
 @router.get("/me/", response_model=UserDetail)
