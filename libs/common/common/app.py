@@ -168,7 +168,10 @@ def create_app(
         version=version,
         lifespan=app_lifespan,
         redirect_slashes=False,
-        docs_url="/docs/",
+        # No Swagger page per service (FastAPI's loads its assets from a CDN): the gateway's
+        # /api/docs/ shows the whole API from its own files. The document stays: the edge
+        # merges it into /api/openapi.json.
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json/",
         # FastAPI's own telemetry stays off: left on, it asks OpenTelemetry for its global

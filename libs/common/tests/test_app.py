@@ -155,3 +155,10 @@ def test_a_started_app_freezes_what_it_started_with_and_collects_young_objects_l
     assert client.get("/health/live").status_code == 200
     assert gc.get_freeze_count() > 10_000
     assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+
+
+def test_the_service_serves_its_document_but_no_docs_page_of_its_own(client: httpx.Client) -> None:
+    # The gateway's /api/docs/ is the one page, with its own assets (no CDN).
+    assert client.get("/openapi.json/").json()["openapi"].startswith("3.1")
+    for page in ("/docs/", "/redoc/"):
+        assert client.get(page).status_code == 404
