@@ -146,8 +146,9 @@ def test_what_cannot_be_rotated_from_here_is_refused_and_nothing_changes(
         "error: the signing key was not rotated: the signing key comes from JWT_PRIVATE_KEY",
         env={"JWT_PRIVATE_KEY": TestSigner().private_pem.decode()},
     )
+    # A public key, made here (no key is committed): a PEM, but nothing to sign with.
     not_a_key = installation.data_dir / "not-a-key.pem"
-    not_a_key.write_text("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+    not_a_key.write_bytes(TestSigner().public_key_encodings["pem"])
     refused(
         f"error: the key file {not_a_key} holds no usable signing key",
         env={"JWT_PRIVATE_KEY_FILE": str(not_a_key)},
