@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -20,6 +20,7 @@ import httpx
 import jwt
 from fastapi import Depends, FastAPI, Request
 
+from common.background import in_background
 from common.errors import NotAuthenticated, PermissionDenied, ServiceUnavailable, TokenInvalid
 from common.openapi import authenticates, raises
 
@@ -254,13 +255,10 @@ def jwks_health_check(app: FastAPI) -> None:
 async def keys_prefetched(verifier: TokenVerifier, interval: float = 1.0) -> AsyncIterator[None]:
     """Lifespan helper: ``prefetch_keys`` in the background while the app runs; the verifier's
     JWKS client is closed when the app stops."""
-    task = asyncio.create_task(prefetch_keys(verifier, interval))
     try:
-        yield
+        async with in_background(prefetch_keys(verifier, interval)):
+            yield
     finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
         await verifier.aclose()
 
 

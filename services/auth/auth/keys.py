@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from common.background import in_background
 from common.db import create_async_db_engine, utcnow
 from common.tokens import TokenVerifier
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -234,13 +235,10 @@ class KeyRing:
                 except Exception as exc:  # the database away: try again next time
                     log.warning("signing key publication not renewed: %s", type(exc).__name__)
 
-        task = asyncio.create_task(watch())
         try:
-            yield
+            async with in_background(watch()):
+                yield
         finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
             await self.verifier.aclose()
 
 

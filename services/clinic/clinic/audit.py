@@ -22,6 +22,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from common.background import in_background
 from common.db import is_unavailable, utcnow
 from prometheus_client import Counter, Gauge
 from sqlalchemy import (
@@ -297,13 +298,10 @@ class AuditTrail:
     async def running(self) -> AsyncIterator[None]:
         """Lifespan helper: flush every ``flush_interval`` while the app runs, and once more
         when it stops (a clean shutdown loses no event)."""
-        task = asyncio.create_task(self._flush_periodically())
         try:
-            yield
+            async with in_background(self._flush_periodically()):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             await self.flush()
             if self._count:
                 log.error("audit events not written at shutdown: %d", self._count)
