@@ -42,6 +42,21 @@ def run_bench(
     )
 
 
+def smoke_run(script: Path, output: Path, *args: str) -> tuple[dict[str, Any], str]:
+    """A one-second run of every step on 20 patients, on the PostgreSQL require_postgres()
+    checked (not the bench's own default): the results it wrote, and what it printed."""
+    completed = run_bench(
+        script,
+        *("--duration", "1", "--repeat", "1", "--warmup", "0"),
+        *("--patients", "20", "--consultations", "20", "--output", str(output)),
+        *("--postgres-url", postgres_server_url()),
+        *args,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results: dict[str, Any] = json.loads(output.read_text())
+    return results, completed.stdout
+
+
 def assert_peer_gone(database: str) -> None:
     """No process started with the peer's database is left, and the database is dropped."""
     marker = f"PEER_DB_NAME={database}".encode()
@@ -67,16 +82,9 @@ def test_bench_drives_the_system_and_reports_every_figure(
 ) -> None:
     require_postgres()
     output = tmp_path / "results.json"
-    completed = run_bench(
-        bench_script,
-        *("--duration", "1", "--repeat", "1", "--warmup", "0"),
-        *("--patients", "20", "--consultations", "20", "--mixes", "read"),
-        *("--targets", "gateway,clinic,hello", "--output", str(output), "--no-peer"),
-        # The server require_postgres() checked, not the bench's own default.
-        *("--postgres-url", postgres_server_url()),
+    results, printed = smoke_run(
+        bench_script, output, "--mixes", "read", "--targets", "gateway,clinic,hello", "--no-peer"
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    results: dict[str, Any] = json.loads(output.read_text())
 
     assert {"machine", "settings", "runs", "summary", "ratios", "targets"} <= results.keys()
     assert results["settings"]["postgres_measured"] is True
@@ -110,8 +118,8 @@ def test_bench_drives_the_system_and_reports_every_figure(
     assert checks["read mix: DentiaPro p99 over the peer's (gateway)"]["ok"] is None
     assert "clinic RSS MiB" in checks
     assert results["comparison"] == []
-    assert "gateway  read" in completed.stdout  # the printed table
-    assert "the peer was not measured (--no-peer)" in completed.stdout
+    assert "gateway  read" in printed  # the printed table
+    assert "the peer was not measured (--no-peer)" in printed
 
 
 def test_bench_without_wrk_says_how_to_install_it(bench_script: Path, tmp_path: Path) -> None:
@@ -262,15 +270,10 @@ def test_bench_measures_the_peer_beside_dentiapro(
 ) -> None:
     require_postgres()
     output = tmp_path / "results.json"
-    completed = run_bench(
-        bench_script,
-        *("--duration", "1", "--repeat", "1", "--warmup", "0"),
-        *("--patients", "20", "--consultations", "20", "--mixes", "read,write"),
-        *("--targets", "gateway", "--output", str(output), "--peer-dir", str(PEER_DIR)),
-        *("--postgres-url", postgres_server_url()),
-    )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    results: dict[str, Any] = json.loads(output.read_text())
+    results, printed = smoke_run(
+        bench_script, output, "--mixes", "read,write", "--targets", "gateway",
+        "--peer-dir", str(PEER_DIR),
+    )  # fmt: skip
 
     rows = {(row["target"], row["mix"]): row for row in results["summary"]}
     assert set(rows) == {
@@ -297,7 +300,7 @@ def test_bench_measures_the_peer_beside_dentiapro(
         assert row["p99_ratio"] > 0
     checks = {check["name"]: check for check in results["targets"]}
     assert checks["read mix: peer CPU/request over DentiaPro's (gateway)"]["ok"] is not None
-    assert "beside the DRF peer" in completed.stdout
+    assert "beside the DRF peer" in printed
 
     # Nothing of the peer is left: no process started with its database, the database dropped.
     database = results["peer"]["database"]
