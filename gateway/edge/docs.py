@@ -1,14 +1,11 @@
 """The gateway's API documentation: ``/api/openapi.json`` and the ``/api/docs/`` page.
 
 Traefik maps those public paths to ``/gateway/openapi.json`` and ``/gateway/docs/...`` here
-(gateway/traefik/dynamic/routes.yml): outside ``/api/``, where every response of a service is
-``Cache-Control: no-store``, so that these choose their own caching:
-
-- the document: ``public, no-cache`` with a strong ``ETag``: any cache may keep it, but asks
-  again every time (a 304 when unchanged), so a deployment shows at once;
-- the page: ``no-cache``: it is small, and names the assets of the current release;
-- the assets (Swagger UI's dist from the ``swagger-ui-bundle-v2`` package, and the page's own
-  script): under a path naming their release, so ``immutable`` for a year.
+(gateway/traefik/dynamic/routes.yml), and these answers set their own headers. Like every
+``/api/`` response (DESIGN.md section 5) they are ``Cache-Control: no-store``; the document
+also carries a strong ``ETag``, so a tool that asks with ``If-None-Match`` gets a 304 when
+nothing changed. The assets (Swagger UI's dist from the ``swagger-ui-bundle-v2`` package, and
+the page's own script) are under a path naming their release.
 
 Bodies are gzipped once, at start-up, for the clients that accept it (Swagger UI's bundle is
 1.5 MB, 0.42 MB gzipped). The page's Content-Security-Policy allows nothing but this origin.
@@ -36,9 +33,8 @@ SWAGGER_UI_FILES = {
 }
 OWN_FILES = {"docs.js": "text/javascript; charset=utf-8"}
 
-DOCUMENT_CACHE = "public, no-cache"
-PAGE_CACHE = "no-cache"
-ASSET_CACHE = "public, max-age=31536000, immutable"
+# DESIGN.md section 5: every /api/ response, these included.
+CACHE_CONTROL = "no-store"
 # Swagger UI sets inline style attributes from its script (the CSSOM, which CSP allows) and
 # shows inline SVG and data: images; it loads nothing from elsewhere.
 CONTENT_SECURITY_POLICY = (
@@ -97,7 +93,6 @@ def _accepts_gzip(accept_encoding: str) -> bool:
 def respond(
     request: Request,
     payload: Payload,
-    cache_control: str,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """``payload`` gzipped when the client accepts it; 304 when it already holds it."""
@@ -107,7 +102,7 @@ def respond(
     # Each encoding is its own representation, with its own strong validator.
     etag = f'{payload.etag[:-1]}-gzip"' if gzipped else payload.etag
     sent = {
-        "Cache-Control": cache_control,
+        "Cache-Control": CACHE_CONTROL,
         "ETag": etag,
         "Vary": "Accept-Encoding",
         "X-Content-Type-Options": "nosniff",
@@ -132,14 +127,14 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 async def openapi_document(request: Request) -> Response:
     """The whole public API's OpenAPI document (``GET /api/openapi.json`` at the gateway)."""
     aggregate: OpenAPIAggregate = request.app.state.openapi
-    return respond(request, await aggregate.document(), DOCUMENT_CACHE)
+    return respond(request, await aggregate.document())
 
 
 @router.get("/docs/")
 async def docs_page(request: Request) -> Response:
     """Swagger UI over the document (``GET /api/docs/`` at the gateway)."""
     assets: DocsAssets = request.app.state.docs_assets
-    return respond(request, assets.page, PAGE_CACHE, PAGE_HEADERS)
+    return respond(request, assets.page, PAGE_HEADERS)
 
 
 @router.get("/docs/assets/{release}/{name}/")
@@ -149,4 +144,4 @@ async def docs_asset(request: Request, release: str, name: str) -> Response:
     payload = assets.files.get(name)
     if release != assets.release or payload is None:
         raise NotFound
-    return respond(request, payload, ASSET_CACHE)
+    return respond(request, payload)

@@ -408,7 +408,7 @@ def test_edge_serves_the_merged_document_with_a_validator(
         assert response.status_code == 200
         assert "content-encoding" not in response.headers
         assert response.headers["content-type"] == "application/json"
-        assert response.headers["cache-control"] == "public, no-cache"
+        assert response.headers["cache-control"] == "no-store"
         document = response.json()
         validate(document)
         assert "/api/cabinets/" in document["paths"]
