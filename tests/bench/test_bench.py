@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -148,10 +149,10 @@ def test_bench_without_the_peer_says_where_it_looked_and_what_to_pass(
 class _Recorder(BaseHTTPRequestHandler):
     """Answers 200 to every GET (the read mix) and keeps each request's method and path."""
 
-    seen: list[tuple[str, str]] = []
+    server: "_RecordingServer"
 
     def do_GET(self) -> None:
-        self.seen.append((self.command, self.path))
+        self.server.seen.append((self.command, self.path))
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -161,20 +162,24 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-class _QuietServer(ThreadingHTTPServer):
+class _RecordingServer(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Recorder)
+        self.seen: list[tuple[str, str]] = []
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # wrk drops its connections mid-request when its time is up
 
 
-@pytest.fixture
-def recorder() -> Iterator[tuple[str, list[tuple[str, str]]]]:
-    server = _QuietServer(("127.0.0.1", 0), _Recorder)
-    seen: list[tuple[str, str]] = []
-    _Recorder.seen = seen
+@contextmanager
+def _recording() -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """A server of its own per wrk run: requests still in flight when wrk stops land in
+    that run's list, never in the next one's."""
+    server = _RecordingServer()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.seen
     finally:
         server.shutdown()
         server.server_close()
@@ -185,14 +190,13 @@ def test_lists_and_searches_ask_for_the_comparison_page_size(
     measure: ModuleType,
     mixes: ModuleType,
     seed: ModuleType,
-    recorder: tuple[str, list[tuple[str, str]]],
     tmp_path: Path,
 ) -> None:
     # The DRF peer serves 20 rows a page whatever is asked: DentiaPro is asked for 20 too.
-    url, seen = recorder
     tenant = seed.TenantData(schema="s", token="t", cabinet=1, patients=[1, 2], consultations=[3])
     config = mixes.write_config(tmp_path / "c.lua", [tenant], 1000, mixes.COMPARISON_PAGE_SIZE)
-    run = measure.run_wrk(url, config=config, mix="read", duration=1, connections=2)
+    with _recording() as (url, seen):
+        run = measure.run_wrk(url, config=config, mix="read", duration=1, connections=2)
     assert run.result["errors"]["non2xx"] == 0
     lists = [path for method, path in seen if path.startswith("/api/patients/?")]
     assert lists, seen[:10]
@@ -204,9 +208,10 @@ def test_lists_and_searches_ask_for_the_comparison_page_size(
     }
     assert pages <= set(range(1, 21))  # 1,000 patients, 20 a page, at most 20 pages drawn
     # Without a page size, the requests are those of before (DentiaPro's default page).
-    seen.clear()
     default = mixes.write_config(tmp_path / "d.lua", [tenant], 1000)
-    measure.run_wrk(url, config=default, mix="read", duration=1, connections=2)
+    with _recording() as (url, seen):
+        measure.run_wrk(url, config=default, mix="read", duration=1, connections=2)
+    assert seen
     assert not any("page_size" in path for _, path in seen)
 
 
