@@ -334,7 +334,17 @@ class System:
                     last = type(exc).__name__
                 time.sleep(0.2)
         tails = "\n".join(self.log_tail(name) for name in self.processes)
-        raise StartupError(f"gateway not healthy after {timeout:g}s ({last})\n{tails}")
+        raise StartupError(
+            f"gateway not healthy after {timeout:g}s ({last})\n{self.traefik_view()}\n{tails}"
+        )
+
+    def traefik_view(self) -> str:
+        """What Traefik's API says of each service (why one is out of rotation)."""
+        try:
+            services = httpx.get(f"{self.traefik_api_url}/api/http/services", timeout=5.0)
+        except httpx.HTTPError as exc:
+            return f"--- Traefik's services: {type(exc).__name__} ---"
+        return f"--- Traefik's services ---\n{services.text[:4000]}"
 
     def servers_down(self, client: httpx.Client | None = None) -> list[str]:
         """Services Traefik does not route to (its API, on loopback): a server not UP, or
