@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
-import httpx
 from common.app import create_app as create_service_app
+from common.clients import internal_client
 from fastapi import FastAPI
 
 from edge.api import HealthAggregate, health_router, router
@@ -23,9 +23,11 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=50, max_keepalive_connections=10)
-        timeout = settings.upstream_health_timeout
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        async with internal_client(
+            timeout=settings.upstream_health_timeout,
+            max_connections=50,
+            max_keepalive_connections=10,
+        ) as client:
             app.state.health = HealthAggregate(client, settings, VERSION)
             app.state.openapi = OpenAPIAggregate(client, settings, VERSION)
             # Read and gzipped once (1.5 MB of Swagger UI), off the event loop.

@@ -16,11 +16,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import httpx
 import jwt
 from fastapi import Depends, FastAPI, Request
 
 from common.background import in_background
+from common.clients import internal_client
 from common.errors import NotAuthenticated, PermissionDenied, ServiceUnavailable, TokenInvalid
 from common.openapi import authenticates, raises
 
@@ -77,7 +77,7 @@ class HttpJwksSource:
 
     def __init__(self, url: str, timeout: float = 3.0) -> None:
         self._url = url
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._client = internal_client(timeout=timeout)
 
     async def __call__(self) -> dict[str, Any]:
         response = await self._client.get(self._url)

@@ -3,8 +3,8 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from common.app import create_app as create_service_app
+from common.clients import internal_client
 from fastapi import FastAPI
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -47,7 +47,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             app.state.token_verifier = keys.verifier
             async with (
                 keys.watching(),
-                httpx.AsyncClient(
+                internal_client(
                     timeout=settings.tenants_timeout, headers=settings.internal_headers
                 ) as http,
             ):
