@@ -293,7 +293,7 @@ def rotate_key() -> None:
 
     The new public key is published first, then the key file (JWT_PRIVATE_KEY_FILE, or
     jwt-private-key.pem in DENTIAPRO_DATA_DIR) is replaced; each auth process signs with it
-    within JWT_KEY_RELOAD_INTERVAL seconds. The previous key stays in the JWKS until the last
+    within JWT_KEY_RELOAD_INTERVAL + JWKS_REFETCH_INTERVAL seconds. The previous key stays in the JWKS until the last
     token it signed has expired. A key from JWT_PRIVATE_KEY, or a read-only file (a mounted
     secret), is rotated by replacing the secret instead: exit 1, saying so.
     """
@@ -312,10 +312,11 @@ def rotate_key() -> None:
         f"signing key rotated: [bold]{rotated.kid}[/] replaces {rotated.previous_kid} "
         f"in {escape(str(rotated.key_file))}"
     )
-    reload = settings.jwt_key_reload_interval
+    reload, refetch = settings.jwt_key_reload_interval, settings.jwks_refetch_interval
     console.print(
-        f"Running auth processes sign with the new key within {reload:g} s "
-        "(JWT_KEY_RELOAD_INTERVAL); auth started later signs with it from the start. Nobody is "
+        f"Running auth processes sign with the new key within {reload + refetch:g} s "
+        "(JWT_KEY_RELOAD_INTERVAL to see it, then JWKS_REFETCH_INTERVAL so that every verifier "
+        "can fetch it first); auth started later signs with it from the start. Nobody is "
         "logged out: tokens signed with the previous key keep verifying, and it stays in the "
         f"JWKS until the last of them has expired (at most {settings.refresh_token_lifetime} s, "
         "REFRESH_TOKEN_LIFETIME)."

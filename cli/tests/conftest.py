@@ -201,15 +201,21 @@ class Services:
 
 
 @contextmanager
-def run_services(installation: Installation, **auth_overrides: Any) -> Iterator[Services]:
+def run_services(
+    installation: Installation, jwks_refetch_interval: float = 1.0, **auth_overrides: Any
+) -> Iterator[Services]:
     """auth (re-reading its key file every KEY_RELOAD_INTERVAL) and the tenants registry it
-    asks about tenants, each serving real HTTP; both migrate their databases as they start."""
+    asks about tenants, each serving real HTTP; both migrate their databases as they start.
+    ``jwks_refetch_interval`` is both services' (JWKS_REFETCH_INTERVAL)."""
     tenants_port = free_port()
     tenants_url = f"http://127.0.0.1:{tenants_port}"
+    refetch = {"jwks_refetch_interval": jwks_refetch_interval}
     with ExitStack() as stack:
-        settings = installation.auth_settings(tenants_url=tenants_url, **auth_overrides)
+        settings = installation.auth_settings(tenants_url=tenants_url, **refetch, **auth_overrides)
         auth_url = stack.enter_context(serve(auth.main.create_app(settings)))
-        registry = tenants.main.create_app(installation.tenants_settings(auth_url=auth_url))
+        registry = tenants.main.create_app(
+            installation.tenants_settings(auth_url=auth_url, **refetch)
+        )
         stack.enter_context(serve(registry, port=tenants_port))
         yield Services(
             auth=stack.enter_context(httpx.Client(base_url=auth_url, timeout=15)),

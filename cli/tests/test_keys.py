@@ -75,7 +75,8 @@ def test_after_a_rotation_tokens_minted_before_still_verify_and_new_ones_use_the
         new_kid = rotated.split()[3]
         key_file = installation.data_dir / KEY_FILE
         assert rotated == f"signing key rotated: {new_kid} replaces {old_kid} in {key_file}"
-        assert explained.startswith("Running auth processes sign with the new key within 0.2 s")
+        # JWT_KEY_RELOAD_INTERVAL to see it, JWKS_REFETCH_INTERVAL (1 s) before signing with it.
+        assert explained.startswith("Running auth processes sign with the new key within 1.2 s")
         assert "Nobody is logged out" in explained
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         # Published before the file changed: no verifier meets the new kid before the JWKS.
@@ -97,6 +98,31 @@ def test_after_a_rotation_tokens_minted_before_still_verify_and_new_ones_use_the
         assert refreshed.status_code == 200, refreshed.text
         assert kid(refreshed.json()["access"]) == new_kid
         assert published(running.auth) == {old_kid, new_kid}
+
+
+def test_a_verifier_that_fetched_the_keys_just_before_a_rotation_takes_the_first_new_token(
+    installation: Installation, services: RunServices
+) -> None:
+    # A verifier refetches the JWKS on an unknown kid at most every JWKS_REFETCH_INTERVAL: one
+    # that has just fetched it must not meet the rotated key's first token before it may fetch
+    # again, so auth signs with a rotated key only that long after publishing it.
+    interval = 3.0
+    with services(jwks_refetch_interval=interval) as running:
+        login(running.auth)
+        # tenants fetches the JWKS now: a token naming a key it does not hold.
+        unknown = jwt.encode({"sub": "1"}, "x" * 32, algorithm="HS256", headers={"kid": "none"})
+        assert running.tenants.get("/api/tenants/", headers=bearer(unknown)).status_code == 401
+
+        env = {"JWT_KEY_RELOAD_INTERVAL": "0.2", "JWKS_REFETCH_INTERVAL": str(interval)}
+        done = installation.dentiapro("keys", "rotate", env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        new_kid = done.stdout.split()[3]
+        deadline = time.monotonic() + 15
+        while kid((first := login(running.auth))["access"]) != new_kid:
+            assert time.monotonic() < deadline, "auth never signed with the rotated key"
+            time.sleep(0.05)
+        tenants = running.tenants.get("/api/tenants/", headers=bearer(first["access"]))
+        assert tenants.status_code == 200, tenants.text
 
 
 @contextmanager

@@ -19,8 +19,9 @@ learn a new key on its first token (they refetch the JWKS on an unknown ``kid``)
 
 Rotation: replace the key file (``rotate_signing_key``, the ``dentiapro keys rotate`` command,
 writes a new key and publishes it first; or put a new key into the mounted secret). Each auth
-process re-reads its file every ``JWT_KEY_RELOAD_INTERVAL`` seconds and signs with the new key
-from then on; tokens of the previous key keep verifying until they expire.
+process re-reads its file every ``JWT_KEY_RELOAD_INTERVAL`` seconds, publishes the new key at
+once and signs with it ``JWKS_REFETCH_INTERVAL`` seconds later (every verifier can fetch it by
+then); tokens of the previous key keep verifying until they expire.
 
 A key the first release generated into the database (table ``signing_key``) is moved out at
 the first start: into the generated key file when there is none yet (so it stays the current
@@ -196,7 +197,13 @@ class KeyRing:
             return await self.jwks(session)
 
     async def refresh(self) -> None:
-        """Take a rotated key file into use, and renew the publication of the signing key."""
+        """Take a rotated key file into use, and renew the publication of the signing key.
+
+        A rotated key is published at once but signed with only ``JWKS_REFETCH_INTERVAL``
+        seconds later: a verifier refetches the JWKS on an unknown kid at most that often, so
+        one that fetched just before the publication could not learn the key from its first
+        token and would refuse it until then.
+        """
         signer = self.signer
         try:
             current = self._read()
@@ -219,6 +226,9 @@ class KeyRing:
         if signer is not self.signer:
             self._loaded = current
             if signer.kid != self.signer.kid:  # not merely the same key written anew
+                wait = self._settings.jwks_refetch_interval
+                log.info("rotated key %s published; signing with it in %g s", signer.kid, wait)
+                await asyncio.sleep(wait)
                 log.info("signing with the rotated key %s (was %s)", signer.kid, self.signer.kid)
                 self.signer = signer
                 await self.verifier.refresh_keys()
@@ -256,10 +266,11 @@ def rotate_signing_key(settings: AuthSettings) -> RotatedKey:
     """Generate a new signing key into the key file, without logging anyone out.
 
     The new public key is published first, then the file is replaced atomically (mode 0600);
-    running auth processes sign with it within ``JWT_KEY_RELOAD_INTERVAL`` seconds, and the
-    previous key stays in the JWKS until the last token it signed has expired. Needs the auth
-    database migrated; the services may be down. ``KeyRotationError`` when the key comes from
-    ``JWT_PRIVATE_KEY`` or its file cannot be written (a mounted secret: rotate the secret).
+    running auth processes sign with it within ``JWT_KEY_RELOAD_INTERVAL`` +
+    ``JWKS_REFETCH_INTERVAL`` seconds, and the previous key stays in the JWKS until the last
+    token it signed has expired. Needs the auth database migrated; the services may be down.
+    ``KeyRotationError`` when the key comes from ``JWT_PRIVATE_KEY`` or its file cannot be
+    written (a mounted secret: rotate the secret).
     """
     path = key_file(settings)
     if path is None:
