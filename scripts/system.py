@@ -40,6 +40,8 @@ TRAEFIK_WORKDIR = TRAEFIK_DIR
 SERVICES = ("auth", "clinic", "tenants", "edge")
 APP_MODULES = {name: f"{name}.main:create_app" for name in SERVICES}
 PROCESSES = (*SERVICES, "traefik")
+INTERNAL_TOKEN_HOLDERS = frozenset({"auth", "tenants", "traefik"})
+INTERNAL_TOKEN_VARIABLES = frozenset({"DENTIAPRO_INTERNAL_TOKEN", "DENTIAPRO_INTERNAL_TOKEN_FILE"})
 STOP_GRACE = 10.0
 # Supervision (make run): the first restart after 1 s, each next one waits twice as long, up to
 # 30 s; a process that stayed up STABLE_AFTER seconds has recovered, so its next crash starts
@@ -231,11 +233,18 @@ class System:
             env[f"{name.upper()}_PORT"] = str(asdict(self.ports)[name])
             env[f"{name.upper()}_URL"] = self.url(name)
         env.update(overrides)
-        # The credential of tenants' /internal/ paths (deploy/README.md): every process of this
-        # system shares it through the environment, so one made up per system is enough here.
+        # The credential of tenants' /internal/ paths (deploy/README.md): the processes that
+        # hold it share it through the environment, so one made up per system is enough here.
         if not env.get("DENTIAPRO_INTERNAL_TOKEN") and not env.get("DENTIAPRO_INTERNAL_TOKEN_FILE"):
             env["DENTIAPRO_INTERNAL_TOKEN"] = secrets.token_urlsafe(32)
         return env
+
+    def process_env(self, name: str) -> dict[str, str]:
+        """``env`` as process ``name`` gets it: the internal credential only where compose gives
+        it too (tenants, which requires it, and auth and Traefik, which call /internal/)."""
+        if name in INTERNAL_TOKEN_HOLDERS:
+            return self.env
+        return {k: v for k, v in self.env.items() if k not in INTERNAL_TOKEN_VARIABLES}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -295,7 +304,7 @@ class System:
         process = subprocess.Popen(
             self.command(name),
             cwd=TRAEFIK_WORKDIR if name == "traefik" else ROOT,
-            env=self.env,
+            env=self.process_env(name),
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,

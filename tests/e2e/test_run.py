@@ -118,8 +118,8 @@ def test_exits_are_described_by_status_or_signal() -> None:
 def test_every_system_shares_an_internal_token_unless_the_operator_sets_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """tenants' /internal/ paths take DENTIAPRO_INTERNAL_TOKEN: make run's processes share one
-    made up for the run (all of them get the same environment), or the operator's."""
+    """tenants' /internal/ paths take DENTIAPRO_INTERNAL_TOKEN: make run's processes that hold
+    it share one made up for the run, or the operator's."""
     monkeypatch.delenv("DENTIAPRO_INTERNAL_TOKEN", raising=False)
     ports = launcher.Ports.free()
     first = launcher.System(ports=ports, data_dir=tmp_path).env["DENTIAPRO_INTERNAL_TOKEN"]
@@ -129,6 +129,17 @@ def test_every_system_shares_an_internal_token_unless_the_operator_sets_one(
     monkeypatch.setenv("DENTIAPRO_INTERNAL_TOKEN", "operator-chosen-token")
     system = launcher.System(ports=ports, data_dir=tmp_path)
     assert system.env["DENTIAPRO_INTERNAL_TOKEN"] == "operator-chosen-token"
+
+
+def test_only_the_processes_that_serve_or_call_internal_paths_hold_the_internal_token(
+    running: Any,
+) -> None:
+    """As in compose: tenants (which requires it), auth and Traefik's token check (which call
+    /internal/); the edge and clinic never see it (least privilege: a leak there is no key)."""
+    for name, process in running.processes:
+        environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
+        holds = any(entry.startswith(b"DENTIAPRO_INTERNAL_TOKEN=") for entry in environ)
+        assert holds == (name in {"auth", "tenants", "traefik"}), name
 
 
 def test_a_system_does_not_start_on_a_port_already_taken(tmp_path: Path) -> None:
