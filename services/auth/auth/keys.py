@@ -21,7 +21,8 @@ Rotation: replace the key file (``rotate_signing_key``, the ``dentiapro keys rot
 writes a new key and publishes it first; or put a new key into the mounted secret). Each auth
 process re-reads its file every ``JWT_KEY_RELOAD_INTERVAL`` seconds, publishes the new key at
 once and signs with it ``JWKS_REFETCH_INTERVAL`` seconds later (every verifier can fetch it by
-then); tokens of the previous key keep verifying until they expire.
+then); tokens of the previous key keep verifying until they expire. An auth process that starts
+with a key the deployment has never published waits as long before it is ready.
 
 A key the first release generated into the database (table ``signing_key``) is moved out at
 the first start: into the generated key file when there is none yet (so it stays the current
@@ -161,6 +162,7 @@ class KeyRing:
             pem = _current_pem(settings, legacy)
             signer = Signer.from_pem(pem, issuer=settings.jwt_issuer)
             now = utcnow()
+            published = {jwk["kid"] for jwk in await crud.published_jwks(session=session, now=now)}
             until = _published_until(settings, now)
             await crud.publish_key(session=session, jwk=signer.jwk, expires_at=until, now=now)
             for pem in legacy:
@@ -180,6 +182,12 @@ class KeyRing:
                 "moved %d signing key(s) of the first release out of the auth database", len(legacy)
             )
         ring = cls(settings, engine, signer, pem)
+        if published and signer.kid not in published:
+            # A key new to a running deployment (a rolled-out secret): as for a rotation
+            # (``refresh``), not ready to sign with it until every verifier can fetch it.
+            wait = settings.jwks_refetch_interval
+            log.info("new signing key %s published; serving in %g s", signer.kid, wait)
+            await asyncio.sleep(wait)
         await ring.verifier.refresh_keys()
         return ring
 

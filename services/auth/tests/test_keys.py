@@ -109,6 +109,36 @@ def test_tokens_verify_with_the_shared_verifier_reading_the_jwks_over_http(
     assert asyncio.run(verify())["username"] == "ola"
 
 
+def test_a_replica_started_with_a_new_key_serves_once_a_verifier_that_just_fetched_can_refetch(
+    start_auth: StartAuth, make_user: MakeUser, login: Login
+) -> None:
+    """A rolled-out secret: a new auth replica starts with a key the deployment has never
+    published. A verifier that fetched the JWKS just before (it refetches on an unknown kid at
+    most every JWKS_REFETCH_INTERVAL) must still take that replica's first token."""
+    interval = 3.0
+    first, second = TestSigner(), TestSigner()
+    running = start_auth(jwt_private_key=first.private_pem.decode(), jwks_refetch_interval=interval)
+    make_user("ivo")
+
+    async def scenario() -> dict[str, object]:
+        source = http_jwks_source(str(running.base_url.join("/api/auth/jwks/")))
+        verifier = TokenVerifier(source, issuer="dentiapro-auth", refetch_interval=interval)
+        try:
+            assert await verifier.refresh_keys()  # fetched just before the new replica
+            replica = await asyncio.to_thread(
+                start_auth,
+                jwt_private_key=second.private_pem.decode(),
+                jwks_refetch_interval=interval,
+            )
+            access = (await asyncio.to_thread(login, replica, "ivo"))["access"]
+            assert _kid(access) == _kid_of(second)
+            return await verifier.verify_async(access)
+        finally:
+            await verifier.aclose()
+
+    assert asyncio.run(scenario())["username"] == "ivo"
+
+
 # ---- where the private key comes from -----------------------------------------------------
 
 
