@@ -231,10 +231,7 @@ async def _database_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s", _route(request), exc_info=exc)
-    # Starlette answers this one outside every middleware, so the request id is added here.
-    request_id = getattr(request.state, "request_id", None)
-    headers = {"X-Request-ID": request_id} if request_id else None
-    return _json(500, {"detail": "Internal server error."}, headers)
+    return _json(500, {"detail": "Internal server error."})
 
 
 def _route(request: Request) -> str:
@@ -258,4 +255,5 @@ def install_error_handlers(app: FastAPI) -> None:
         TimeoutError,
     ):
         app.add_exception_handler(database_error, _database_error)
-    app.add_exception_handler(Exception, _unexpected)
+    # Any other exception reaches common.middleware, which logs it and answers the 500 (a
+    # handler for Exception would run in Starlette's outermost layer, which re-raises it).

@@ -13,13 +13,18 @@ It does, in order:
   loop interleaves every request it has started, so with dozens in flight a request that needs
   several round trips waits behind all the others at each of them: the latency tail grew to
   5-7 times the median under load. Served a few at a time, each request waits once, in line;
-- requests in flight, the request count and latency by route *template*, and one JSON access line.
+- requests in flight, the request count and latency by route *template*, and one JSON access line;
+- an exception no handler took is logged (with the request id) and answered with a 500 here,
+  not re-raised: raised further, uvicorn would close the connection after the 500, and the
+  gateway, which keeps connections alive, could send the next request (another client's POST,
+  which it does not retry) on the closing one: a 502 for a valid request.
 
 Code that must know how a request ended (the clinic's audit trail) appends a callable to
 ``scope["state"]["response_hooks"]``: each is called with the response's status.
 """
 
 import asyncio
+import logging
 import secrets
 import time
 from typing import Final
@@ -47,6 +52,9 @@ RESPONSE_HOOKS: Final = "response_hooks"
 UNSUPPORTED_MEDIA_TYPE: Final = (
     b'{"detail":"Unsupported media type in request. Use application/json."}'
 )
+INTERNAL_ERROR: Final = b'{"detail":"Internal server error."}'
+
+errors_log = logging.getLogger("dentiapro.errors")
 
 
 def _json_or_empty(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -97,11 +105,13 @@ class ServiceMiddleware:
             extra_headers.append(NO_STORE)
         method: str = scope["method"]
         status = 500
+        responded = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
                 status = message["status"]
+                responded = True
                 message["headers"] = [
                     *(item for item in message.get("headers", ()) if item[0] != b"x-request-id"),
                     *extra_headers,
@@ -121,6 +131,12 @@ class ServiceMiddleware:
                 await self._in_turn(inner, receive, send_with_headers)
             else:
                 await self.app(inner, receive, send_with_headers)
+        except Exception as exc:
+            if responded:  # too late for a 500: the server must close the connection
+                raise
+            route = getattr(inner.get("route"), "path", UNMATCHED_ROUTE)
+            errors_log.error("unhandled error on %s", route, exc_info=exc)
+            await _send_json(send_with_headers, 500, INTERNAL_ERROR)
         finally:
             HTTP_IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started

@@ -1,7 +1,12 @@
 """Error shapes: every error leaves the service in DRF's shape, never FastAPI's 422 or a trace."""
 
+import logging
+import socket
+from urllib.parse import urlsplit
+
 import httpx
 import pytest
+from common.observability import request_id_var
 
 SECRET_MARKER = "s3cret-stack-detail"
 
@@ -152,3 +157,51 @@ def test_unexpected_exception_is_a_500_without_trace(client: httpx.Client) -> No
     assert SECRET_MARKER not in response.text
     assert "Traceback" not in response.text
     assert response.headers["X-Request-ID"] == "crash-1"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def _exchange(sock: socket.socket, path: str) -> bytes:
+    """One request on a kept-alive connection; its whole response, or b"" if the server
+    closed the connection instead."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
+def _length(response: bytes) -> int:
+    for line in response.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def test_a_500_leaves_the_connection_open_for_the_next_request(sample_url: str) -> None:
+    # The gateway keeps connections alive and does not retry a POST: a connection the service
+    # closed after a 500 could fail another client's next request with a 502.
+    address = urlsplit(sample_url)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+        assert _exchange(sock, "/api/errors/crash/").startswith(b"HTTP/1.1 500")
+        assert _exchange(sock, "/api/errors/throttled/").startswith(b"HTTP/1.1 429")
+
+
+def test_an_unexpected_error_is_logged_with_its_request_id(client: httpx.Client) -> None:
+    seen: list[str] = []
+
+    class RequestIds(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(request_id_var.get())
+
+    handler = RequestIds(level=logging.ERROR)
+    errors_log = logging.getLogger("dentiapro.errors")
+    errors_log.addHandler(handler)
+    try:
+        client.get("/api/errors/crash/", headers={"X-Request-ID": "crash-2"})
+    finally:
+        errors_log.removeHandler(handler)
+    assert seen == ["crash-2"]
