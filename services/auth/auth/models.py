@@ -23,6 +23,7 @@ USERNAME_PATTERN = re.compile(r"^[\w.@+-]+\Z")
 SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 BLANK = "This field may not be blank."
 NULL_CHARACTER = "Null characters are not allowed."
+SURROGATE_CHARACTER = "Unpaired surrogate characters (\\ud800-\\udfff) are not allowed."
 
 
 def _timestamp(*, nullable: bool = False, index: bool = False) -> Any:
@@ -71,13 +72,20 @@ TENANT = WithJsonSchema(
 
 class RequestBody(SQLModel):
     """A request body: no text field may hold a NUL character (DRF's CharField refuses it, and
-    PostgreSQL would refuse it in a query: a 500). Checked before any other rule of a field."""
+    PostgreSQL would refuse it in a query: a 500), nor half of a surrogate pair (JSON's
+    ``"\\ud800"`` decodes to one; it has no UTF-8 form, so the database driver and the password
+    hasher would fail on it: a 500). Checked before any other rule of a field."""
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_null_character(cls, value: object) -> object:
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError(NULL_CHARACTER)
+    def _text_that_can_be_stored(cls, value: object) -> object:
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError(NULL_CHARACTER)
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(SURROGATE_CHARACTER) from None
         return value
 
 

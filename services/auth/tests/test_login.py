@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import jwt
+import pytest
 from auth.models import Role, User
 from sqlmodel import Session, select
 
@@ -142,6 +143,39 @@ def test_a_null_character_is_a_400_as_in_drf(client: httpx.Client) -> None:
         assert response.status_code == 400, response.text
         (field,) = response.json()
         assert response.json()[field] == ["Null characters are not allowed."]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/auth/login/", '{"username": "\\ud800", "password": "x"}', "username"),
+        ("/api/auth/login/", '{"username": "admin", "password": "\\udfff"}', "password"),
+        ("/api/auth/refresh/", '{"refresh": "\\ud800"}', "refresh"),
+        (
+            "/api/auth/register/",
+            '{"username": "surr", "email": "s@example.com", "password": "bicuspid-enamel-2026",'
+            ' "invitation": "\\ud800"}',
+            "invitation",
+        ),
+        (
+            "/api/auth/register/",
+            '{"username": "surr", "email": "s@example.com", "password": "bicuspid\\ud800enamel",'
+            ' "invitation": "x"}',
+            "password",
+        ),
+    ],
+)
+def test_half_a_surrogate_pair_is_a_400_on_its_field(
+    client: httpx.Client, path: str, body: str, field: str
+) -> None:
+    # JSON's "\ud800" decodes to a string with no UTF-8 form: the database driver and the
+    # password hasher would fail on it (a 500, before any login was needed).
+    response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        field: ["Unpaired surrogate characters (\\ud800-\\udfff) are not allowed."]
+    }
 
 
 def test_a_body_that_is_not_an_object_is_a_400(client: httpx.Client) -> None:
