@@ -78,7 +78,10 @@ def utc_datetime(text: str) -> datetime:
     text = text.strip()
     if not ISO_DATETIME.match(text):
         raise ValueError("not an ISO 8601 date-time")
-    return as_utc(datetime.fromisoformat(text))
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except OverflowError:  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
+        raise ValueError("out of the range of date-times") from None
 
 
 def search_terms(search: str) -> list[str]:

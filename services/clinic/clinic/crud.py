@@ -100,6 +100,12 @@ def day_start(value: date) -> datetime:
     return datetime.combine(value, time.min, tzinfo=UTC)
 
 
+def next_day_start(value: date) -> datetime | None:
+    """The end of ``value``'s (UTC) day as an exclusive bound; None after the last day there is
+    (every moment is before it)."""
+    return None if value == date.max else day_start(value + timedelta(days=1))
+
+
 def _consultation_filters() -> dict[str, Filter]:
     columns = COLUMNS[Consultation]
     return {
@@ -192,8 +198,8 @@ class ConsultationFilters:
             found["date_from"] = day_start(self.date_after)
         if isinstance(self.date_before, datetime):
             found["date_to"] = self.date_before
-        elif isinstance(self.date_before, date):
-            found["date_until"] = day_start(self.date_before) + timedelta(days=1)
+        elif isinstance(self.date_before, date) and (until := next_day_start(self.date_before)):
+            found["date_until"] = until
         return found
 
 

@@ -205,6 +205,12 @@ def test_who_opened_a_record_leaves_out_the_lists_that_showed_it(
     assert [(e["action"], e["resource_ids"]) for e in listed] == [("list", [record])]
 
 
+def test_the_last_day_there_is_bounds_nothing(dentist: httpx.Client, admin: httpx.Client) -> None:
+    # Its end is past every date-time (adding a day to it was a 500).
+    dentist.get("/api/patients/")
+    assert events(admin, expect=1, resource="patient", before="9999-12-31")
+
+
 def test_an_id_no_record_can_have_finds_no_event(admin: httpx.Client) -> None:
     for action in ("", "view"):
         params = {"resource_id": "99999999999", "user_id": "99999999999", "action": action}
@@ -222,6 +228,7 @@ def test_an_id_no_record_can_have_finds_no_event(admin: httpx.Client) -> None:
         ({"user_id": "abc"}, "user_id"),
         ({"after": "yesterday"}, "after"),
         ({"before": "2024-02-30"}, "before"),
+        ({"before": "9999-12-31T23:00:00-05:00"}, "before"),  # year 10000 in UTC
     ],
 )
 def test_a_bad_filter_is_a_400_on_that_parameter(

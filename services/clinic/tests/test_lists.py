@@ -290,6 +290,9 @@ def test_consultation_filters_by_patient_cabinet_and_dates(
         late["id"],
         early["id"],
     ]
+    # The last day there is: its end is past every date-time (adding a day was a 500).
+    assert ids(date_before="9999-12-31") == [early["id"], late["id"], next_day["id"]]
+    assert ids(date_after="0001-01-01") == [early["id"], late["id"], next_day["id"]]
 
 
 @pytest.mark.parametrize(
@@ -306,6 +309,10 @@ def test_consultation_filters_by_patient_cabinet_and_dates(
         ({"patient": "1.0"}, "patient"),
         ({"date_after": "March 1st"}, "date_after"),
         ({"date_before": "2024-02-30"}, "date_before"),
+        # Valid ISO 8601, but in year 10000 (or 0) once in UTC: out of range (it was a 500).
+        ({"date_before": "9999-12-31T23:00:00-05:00"}, "date_before"),
+        ({"date_after": "0001-01-01T00:00:00+05:00"}, "date_after"),
+        ({"updated_after": "9999-12-31T23:00:00-05:00"}, "updated_after"),
         ({"updated_after": "yesterday"}, "updated_after"),
     ],
 )

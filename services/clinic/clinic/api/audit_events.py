@@ -5,7 +5,7 @@ and the database refuses it anyway. Newest first; "who saw patient 42" is
 ``?resource=patient&resource_id=42``.
 """
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 from common.errors import PermissionDenied, ValidationFailed
@@ -110,8 +110,8 @@ async def audit_filters(
             found[name] = bound
         elif name == "after":
             found["after"] = day_start(bound)
-        else:  # a bare date covers its whole (UTC) day
-            found["before_day"] = day_start(bound + timedelta(days=1))
+        elif until := crud.next_day_start(bound):  # a bare date covers its whole (UTC) day
+            found["before_day"] = until
     if errors:
         raise ValidationFailed(errors)
     return found
