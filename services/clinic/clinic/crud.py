@@ -46,6 +46,7 @@ from clinic.models import (
     MAX_ID,
     Cabinet,
     CabinetCreate,
+    CabinetPublic,
     Consultation,
     ConsultationCreate,
     Patient,
@@ -236,28 +237,38 @@ async def get(db: AsyncConnection, model: Model, record_id: int) -> Row[Any] | N
 
 # The whole record of one patient (the FHIR export): every consultation, oldest first, and
 # the cabinets they took place in. Built once, as the reads above.
-PATIENT_CONSULTATIONS = (
-    select(*SELECTED[Consultation])
+CABINET_OF = "cabinet__"  # the cabinet's columns beside its consultation's
+# Each consultation with its cabinet, in ONE statement: one snapshot. Read apart, a
+# consultation moved to another cabinet between the two reads named a cabinet the second read
+# had not returned (the export answered 500 while a colleague edited the record).
+PATIENT_RECORD = (
+    select(
+        *SELECTED[Consultation],
+        *(column.label(CABINET_OF + name) for name, column in COLUMNS[Cabinet].items()),
+    )
+    .join_from(
+        _table(Consultation),
+        _table(Cabinet),
+        COLUMNS[Consultation]["cabinet"] == COLUMNS[Cabinet]["id"],
+    )
     .where(COLUMNS[Consultation]["patient"] == bindparam("patient_id"))
     .order_by(COLUMNS[Consultation]["date"], COLUMNS[Consultation]["id"])
-)
-CABINETS_OF_PATIENT = select(*SELECTED[Cabinet]).where(
-    COLUMNS[Cabinet]["id"].in_(
-        select(COLUMNS[Consultation]["cabinet"]).where(
-            COLUMNS[Consultation]["patient"] == bindparam("patient_id")
-        )
-    )
 )
 
 
 async def patient_record(
     db: AsyncConnection, patient_id: int
-) -> tuple[Sequence[Row[Any]], Sequence[Row[Any]]]:
-    """A patient's consultations and the cabinets they took place in."""
-    params = {"patient_id": patient_id}
-    consultations = (await db.execute(PATIENT_CONSULTATIONS, params)).all()
-    cabinets = (await db.execute(CABINETS_OF_PATIENT, params)).all()
-    return consultations, cabinets
+) -> tuple[Sequence[Row[Any]], list[CabinetPublic]]:
+    """A patient's consultations and the cabinets they took place in, as they were at one
+    moment."""
+    rows = (await db.execute(PATIENT_RECORD, {"patient_id": patient_id})).all()
+    cabinets = {
+        row.cabinet: CabinetPublic.model_validate(
+            {name: row._mapping[CABINET_OF + name] for name in COLUMNS[Cabinet]}
+        )
+        for row in rows
+    }
+    return rows, list(cabinets.values())
 
 
 # --- writes, each recorded in the audit trail with the change itself (clinic.audit) ---

@@ -3,6 +3,7 @@ a new consultation never orphans it."""
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -171,3 +172,46 @@ def test_a_reference_deleted_after_the_transaction_began_is_a_400_on_that_field(
     errors = asyncio.run(race())
     patient_id = errors.pop("patient_id")[0]
     assert errors == {"patient": [f'Invalid pk "{patient_id}" - object does not exist.']}
+
+
+def test_an_export_racing_edits_of_the_record_is_always_whole(
+    api: httpx.Client,
+    make_cabinet: Callable[..., Json],
+    make_consultation: Callable[..., Json],
+) -> None:
+    # The consultations and their cabinets are read in one statement: read apart, a
+    # consultation moved to another cabinet in between named a cabinet the export had not
+    # read (a 500).
+    first, second = make_cabinet(api)["id"], make_cabinet(api, name="Cabinet B")["id"]
+    consultation = make_consultation(api, cabinet=first)
+    patient = consultation["patient"]
+    stop = time.monotonic() + 2.0
+
+    def move() -> set[int]:
+        statuses, cabinet = set(), second
+        while time.monotonic() < stop:
+            response = api.patch(
+                f"/api/consultations/{consultation['id']}/", json={"cabinet": cabinet}
+            )
+            statuses.add(response.status_code)
+            cabinet = first if cabinet == second else second
+        return statuses
+
+    def export() -> set[int]:
+        statuses = set()
+        while time.monotonic() < stop:
+            response = api.get(f"/api/patients/{patient}/export/")
+            statuses.add(response.status_code)
+            if response.status_code == 200:
+                locations = {
+                    entry["resource"]["id"]
+                    for entry in response.json()["entry"]
+                    if entry["resource"]["resourceType"] == "Location"
+                }
+                assert len(locations) == 1, locations
+        return statuses
+
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(move) for _ in range(2)] + [pool.submit(export) for _ in range(4)]
+        statuses = set().union(*(future.result() for future in futures))
+    assert statuses == {200}
