@@ -389,6 +389,16 @@ def test_unknown_and_non_numeric_ids_are_a_404(
         assert response.json() == NOT_FOUND
 
 
+def test_a_user_id_spelled_other_than_in_digits_names_nothing(
+    client: httpx.Client, as_admin: dict[str, str], people: dict[str, User]
+) -> None:
+    user = people["staff"].id
+    assert client.patch(f"/api/auth/users/{user}/", json={}, headers=as_admin).status_code == 200
+    for spelled in (f"{user}.0", f"+{user}", f"%20{user}"):
+        response = client.patch(f"/api/auth/users/{spelled}/", json={}, headers=as_admin)
+        assert response.status_code == 404, spelled
+
+
 def test_staff_cannot_update_users(
     client: httpx.Client, as_staff: dict[str, str], people: dict[str, User]
 ) -> None:

@@ -130,6 +130,18 @@ def test_deleted_cabinet_id_is_never_reused(
     assert make_cabinet(api)["id"] > first["id"]
 
 
+def test_an_id_spelled_other_than_in_digits_names_nothing(
+    api: httpx.Client, make_cabinet: Callable[..., Json]
+) -> None:
+    # DESIGN.md: a non-numeric id in a path is a 404; int() would read each of these as the id.
+    cabinet = make_cabinet(api)["id"]
+    assert api.get(f"/api/cabinets/{cabinet}/").status_code == 200
+    for spelled in (f"{cabinet}.0", f"+{cabinet}", f"%20{cabinet}", f"{cabinet}%20", f"{cabinet}_"):
+        response = api.get(f"/api/cabinets/{spelled}/")
+        assert response.status_code == 404, spelled
+        assert response.json() == {"detail": "Not found."}
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
 # 2147483648: one past the id column (documented as the path's maximum).
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """/api/tenants/: CRUD, validation, pagination, search, ordering, immutability, soft delete."""
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -264,6 +265,15 @@ def test_a_tenant_id_that_names_nothing_is_a_404(
     response = api.request(method, f"/api/tenants/{tenant_id}/", json={})
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+def test_a_tenant_id_spelled_other_than_in_digits_names_nothing(
+    api: httpx.Client, new_tenant: Callable[..., dict[str, Any]]
+) -> None:
+    tenant = new_tenant()["id"]
+    assert api.get(f"/api/tenants/{tenant}/").status_code == 200
+    for spelled in (f"{tenant}.0", f"+{tenant}", f"%20{tenant}"):
+        assert api.get(f"/api/tenants/{spelled}/").status_code == 404, spelled
 
 
 def test_unsupported_method_is_a_405_naming_the_allowed_ones(api: httpx.Client) -> None:

@@ -6,6 +6,7 @@ from typing import Annotated
 from common.db import SessionDep
 from common.errors import AuthenticationFailed, PermissionDenied, ValidationFailed
 from common.openapi import raises
+from common.paths import DIGITS_ONLY
 from common.tokens import CurrentPrincipal, TokenVerifier
 from fastapi import Depends, Path, Query, Request
 from pydantic import WithJsonSchema
@@ -150,4 +151,4 @@ TenantFilter = Annotated[str | None, Depends(tenant_filter)]
 
 # Ids are 32-bit integers in both databases: a larger one names nothing (404, as a non-number),
 # and must not reach PostgreSQL, which would refuse the parameter (a 500).
-RecordId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+RecordId = Annotated[int, DIGITS_ONLY, Path(ge=1, le=2**31 - 1)]

@@ -14,6 +14,7 @@ from common.errors import NotFound, TokenInvalid, ValidationFailed
 from common.listing import utc_datetime
 from common.middleware import RESPONSE_HOOKS
 from common.openapi import SPACE, raises
+from common.paths import DIGITS_ONLY
 from common.tokens import CurrentPrincipal, get_principal
 from fastapi import Depends, Path, Query, Request
 from pydantic import WithJsonSchema
@@ -91,7 +92,7 @@ async def _load(
 
 
 # A path id outside the column's range names nothing: 404 (as a non-numeric one).
-RecordPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+RecordPath = Annotated[int, DIGITS_ONLY, Path(ge=1, le=MAX_ID)]
 
 
 async def load_cabinet(

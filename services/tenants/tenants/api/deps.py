@@ -4,6 +4,7 @@ from typing import Annotated
 
 from common.db import SessionDep
 from common.errors import NotFound
+from common.paths import DIGITS_ONLY
 from fastapi import Depends, Path, Request
 
 from tenants import crud
@@ -22,7 +23,7 @@ SettingsDep = Annotated[TenantsSettings, Depends(get_settings)]
 # Tenant ids are 32-bit integers in both databases: a larger one names nothing (a 404 like any
 # other), and must not reach PostgreSQL, which refuses the parameter (it was a 500).
 MAX_TENANT_ID = 2**31 - 1
-TenantId = Annotated[int, Path(ge=1, le=MAX_TENANT_ID)]
+TenantId = Annotated[int, DIGITS_ONLY, Path(ge=1, le=MAX_TENANT_ID)]
 
 
 async def get_tenant(tenant_id: TenantId, session: SessionDep) -> Tenant:
