@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 from types import FrameType
 
-from system import Ports, StartupError, Supervisor, System
+from system import Ports, StartupError, Supervisor, System, private_directory
 
 DEFAULT_ADMIN = "admin"
 PASSWORD_VARIABLE = "DENTIAPRO_ADMIN_PASSWORD"
@@ -50,7 +50,7 @@ def admin_credentials(data_dir: Path) -> Superuser:
     if path.exists():
         return Superuser(username, path.read_text().strip(), PasswordSource.KEPT, path)
     password = secrets.token_urlsafe(18)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(data_dir)
     # Created with mode 0600 from the start: the password is never world-readable.
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:

@@ -144,8 +144,9 @@ def render_traefik_config(
         config.pop("tracing", None)
     else:
         config["tracing"]["otlp"]["http"]["endpoint"] = endpoint
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     destination.write_text(yaml.safe_dump(config, sort_keys=False))
+    destination.chmod(0o600)
     return destination
 
 
@@ -282,7 +283,7 @@ class System:
         every_port = {k: v for name in PROCESSES for k, v in self.ports.of(name).items()}
         if taken := busy_ports(every_port):
             raise StartupError(f"port already in use: {taken}")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.data_dir)
         _LIVE.add(self)
         try:
             for name in PROCESSES:
@@ -309,6 +310,9 @@ class System:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # The SQLite databases (patient records, password hashes) and everything else the
+            # processes write are their owner's alone.
+            umask=0o077,
             preexec_fn=_die_with_parent if _LIBC is not None else None,
         )
         self.processes[name] = process
@@ -504,6 +508,12 @@ class System:
 
     def __iter__(self) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         return iter(self.processes.items())
+
+
+def private_directory(path: Path) -> None:
+    """``path`` created if need be, readable by its owner only (it holds the databases)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
 
 
 def restart_delay(previous: float | None, uptime: float) -> float:

@@ -131,6 +131,20 @@ def test_every_system_shares_an_internal_token_unless_the_operator_sets_one(
     assert system.env["DENTIAPRO_INTERNAL_TOKEN"] == "operator-chosen-token"
 
 
+def test_the_data_directory_and_the_files_the_processes_write_are_the_owners_alone(
+    running: Any,
+) -> None:
+    """The SQLite databases hold patient records and password hashes: no other local user may
+    read them (they were created 0644)."""
+    data_dir: Path = running.processes.data_dir
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    written = [path for path in data_dir.rglob("*") if path.is_file()]
+    if running.backend == "sqlite":
+        assert any(path.suffix == ".sqlite3" for path in written), written
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+
+
 def test_only_the_processes_that_serve_or_call_internal_paths_hold_the_internal_token(
     running: Any,
 ) -> None:
