@@ -220,18 +220,13 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 async def _database_error(request: Request, exc: Exception) -> Response:
     if not is_unavailable(exc):
-        return await _unexpected(request, exc)
+        raise exc  # a bug, not an outage: common.middleware logs it and answers the 500
     log.warning(
         "database unavailable: %s",
         type(exc).__name__,
         extra={"path_template": _route(request)},
     )
     return _json(503, {"detail": DATABASE_UNAVAILABLE}, {"Retry-After": "5"})
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s", _route(request), exc_info=exc)
-    return _json(500, {"detail": "Internal server error."})
 
 
 def _route(request: Request) -> str:
@@ -245,8 +240,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     # Connection-level failures (server down or refusing, a connection lost, the pool
     # exhausted, a statement timeout) are transient: 503, not 500. Other database errors are
-    # 500s, answered here too so that they pass through the service middleware (logged and
-    # counted with their status, and the request id on the response).
+    # bugs, re-raised to common.middleware like any other exception: it logs them and answers
+    # the 500.
     for database_error in (
         sa_exc.DBAPIError,
         sa_exc.DisconnectionError,

@@ -26,7 +26,7 @@ from common.testing import TestSigner, free_port, serve
 from common.tokens import CurrentPrincipal, TokenVerifier
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 SECRET_MARKER = "s3cret-stack-detail"
 
@@ -72,6 +72,7 @@ def sample_router() -> APIRouter:
             "throttled": Throttled(retry_after=42),
             "unavailable": ServiceUnavailable(),
             "database": OperationalError("SELECT 1", {}, Exception("server closed")),
+            "query_bug": ProgrammingError("SELECT nope", {}, Exception(SECRET_MARKER)),
             "crash": RuntimeError(SECRET_MARKER),
         }
         raise errors[kind]

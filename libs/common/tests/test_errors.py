@@ -160,6 +160,15 @@ def test_unexpected_exception_is_a_500_without_trace(client: httpx.Client) -> No
     assert response.headers["Cache-Control"] == "no-store"
 
 
+def test_a_database_error_that_is_no_outage_is_a_500_like_any_bug(client: httpx.Client) -> None:
+    response = client.get("/api/errors/query_bug/", headers={"X-Request-ID": "bug-1"})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error."}
+    assert SECRET_MARKER not in response.text
+    assert response.headers["X-Request-ID"] == "bug-1"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
 def _exchange(sock: socket.socket, path: str) -> bytes:
     """One request on a kept-alive connection; its whole response, or b"" if the server
     closed the connection instead."""
