@@ -144,7 +144,7 @@ def render_traefik_config(
         config.pop("tracing", None)
     else:
         config["tracing"]["otlp"]["http"]["endpoint"] = endpoint
-    destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_directory(destination.parent)
     destination.write_text(yaml.safe_dump(config, sort_keys=False))
     destination.chmod(0o600)
     return destination
